@@ -1,0 +1,82 @@
+"""`driftkeel ...` commands."""
+from __future__ import annotations
+
+import getpass
+import json
+import os
+from pathlib import Path
+from typing import Optional
+
+import typer
+
+app = typer.Typer(add_completion=False, no_args_is_help=True,
+                  help="driftkeel: keep RLHF-trained language models aligned while their data drifts.")
+
+
+def _root(root: Optional[Path]) -> Path:
+    return Path(root or os.environ.get("DRIFTKEEL_ROOT", ".")).resolve()
+
+
+def _print(obj) -> None:
+    typer.echo(json.dumps(obj, indent=2, sort_keys=True, default=str))
+
+
+@app.command("demo-data")
+def demo_data(root: Optional[Path] = typer.Option(None, help="project root (default: cwd)"),
+              force: bool = typer.Option(False, help="replace existing, different data/")) -> None:
+    """Write the deterministic demo stream (params.yaml `data:`) to data/."""
+    from driftkeel.config import load_section
+    from driftkeel.data.simulator import materialise
+
+    r = _root(root)
+    common, params = load_section("data", r / "params.yaml")
+    try:
+        state = materialise(params, r / common.data_dir, force=force)
+    except FileExistsError as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(2)
+    typer.echo(f"demo data {state}: {r / common.data_dir}")
+
+
+@app.command("drift")
+def drift(reference: Path = typer.Option(..., exists=True, dir_okay=False, help="JSONL of the reference window"),
+          current: Path = typer.Option(..., exists=True, dir_okay=False, help="JSONL of the current window"),
+          out: Path = typer.Option(Path("drift-report"), help="folder for report.json / report.html"),
+          root: Optional[Path] = typer.Option(None, help="project root holding params.yaml")) -> None:
+    """Compare two JSONL files of prompts (field `prompt` or `text`, optional `response`)."""
+    from driftkeel.config import load_section
+    from driftkeel.drift.cli import run_drift_cli
+
+    _, params = load_section("drift", _root(root) / "params.yaml")
+    _print(run_drift_cli(reference, current, out, params))
+
+
+@app.command("rollback")
+def rollback(model: str = typer.Option("driftkeel-policy", help="registered model name"),
+             to: Optional[str] = typer.Option(None, "--to", help="version to make champion (default: previous)"),
+             reason: str = typer.Option(..., help="why (recorded in the alias history)"),
+             user: Optional[str] = typer.Option(None, help="who (default: current user)"),
+             root: Optional[Path] = typer.Option(None)) -> None:
+    """Move the `champion` alias back and record who/why/when."""
+    from driftkeel.config import load_section
+    from driftkeel.registry import lifecycle, tracking
+
+    r = _root(root)
+    common, _ = load_section("register", r / "params.yaml")
+    tracking.configure(r, common)
+    _print(lifecycle.rollback(model, to_version=to, reason=reason, user=user or getpass.getuser()))
+
+
+@app.command("status")
+def status(root: Optional[Path] = typer.Option(None)) -> None:
+    """Data version, champion/challenger versions, last drift decision, queue sizes."""
+    from driftkeel.config import load_section
+    from driftkeel.registry import lifecycle
+
+    r = _root(root)
+    common, _ = load_section("register", r / "params.yaml")
+    _print(lifecycle.status(r, common))
+
+
+if __name__ == "__main__":
+    app()

@@ -1,0 +1,189 @@
+"""params.yaml -> typed, validated settings.
+
+One pydantic model per section; unknown or invalid keys fail fast with a message naming the key.
+Stages read only `common` plus their own section through :func:`load_section`.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class MlflowParams(_Section):
+    tracking_uri: str | None = None
+    artifact_location: str | None = None
+    experiment: str = "driftkeel"
+
+
+class TinyModelParams(_Section):
+    vocab_size: int = Field(1024, ge=64)
+    n_positions: int = Field(256, ge=16)
+    n_embd: int = Field(64, ge=8)
+    n_layer: int = Field(2, ge=1)
+    n_head: int = Field(2, ge=1)
+
+
+class CommonParams(_Section):
+    seed: int = 0
+    data_dir: str = "data"
+    outputs_dir: str = "outputs"
+    mlflow: MlflowParams = MlflowParams()
+    tiny_model: TinyModelParams = TinyModelParams()
+    max_prompt_tokens: int = Field(48, ge=4)
+    max_response_tokens: int = Field(48, ge=4)
+
+
+class DataParams(_Section):
+    seed: int = 7
+    n_batches: int = Field(10, ge=2)
+    comparisons_per_batch: int = Field(300, ge=10)
+    judgements_per_comparison: int = Field(3, ge=1)
+    n_annotators: int = Field(24, ge=3)
+    spammer_fraction: float = Field(0.1, ge=0, le=1)
+    golden_fraction: float = Field(0.08, ge=0, le=1)
+    new_topics_from_batch: int = Field(5, ge=0)
+    concept_drift_batch: int = Field(6, ge=0)
+    pool_change_batch: int = Field(7, ge=0)
+    n_sft_demos: int = Field(1200, ge=10)
+    pool_size: int = Field(1500, ge=10)
+    n_eval_pairs: int = Field(600, ge=10)
+    n_eval_prompts: int = Field(64, ge=4)
+
+
+class ValidateParams(_Section):
+    min_prompt_chars: int = Field(3, ge=1)
+    max_prompt_chars: int = Field(4000, ge=1)
+    max_response_chars: int = Field(8000, ge=1)
+    max_response_time_s: float = Field(3600, gt=0)
+
+
+class AggregateParams(_Section):
+    method: Literal["majority"] = "majority"
+    review_confidence_threshold: float = Field(0.6, ge=0, le=1)
+
+
+class DecisionParams(_Section):
+    retrain_all_min_signals: int = Field(2, ge=1)
+    collect_labels_min_signals: int = Field(1, ge=1)
+
+
+class DriftParams(_Section):
+    reference_batches: int = Field(2, ge=1)
+    min_window: int = Field(30, ge=2)
+    alpha: float = Field(0.05, gt=0, lt=1)
+    n_permutations: int = Field(300, ge=19)
+    max_window: int = Field(600, ge=10)
+    decision: DecisionParams = DecisionParams()
+
+
+class SelectParams(_Section):
+    k: int = Field(100, ge=1)
+    strategy: Literal["least_confidence", "random"] = "least_confidence"
+    n_members: int = Field(1, ge=1)
+
+
+class MixParams(_Section):
+    new_batches: int = Field(4, ge=1)
+    replay_fraction: float = Field(0.3, ge=0, lt=1)
+    eval_fraction: float = Field(0.1, ge=0, lt=1)
+
+
+class TrainParams(_Section):
+    epochs: float = Field(1, gt=0)
+    learning_rate: float = Field(1e-3, gt=0)
+    batch_size: int = Field(16, ge=1)
+    max_steps: int = -1
+
+
+class SftParams(TrainParams):
+    model_name_or_path: str = "tiny"
+
+
+class RewardParams(TrainParams):
+    init_from: str = "sft"
+
+
+class PpoParams(_Section):
+    total_episodes: int = Field(128, ge=1)
+    batch_size: int = Field(16, ge=1)
+    mini_batch_size: int = Field(8, ge=1)
+    learning_rate: float = Field(1e-5, gt=0)
+    kl_coef: float = Field(0.05, ge=0)
+    response_length: int = Field(32, ge=1)
+    n_prompts: int = Field(256, ge=1)
+
+
+class EvaluateParams(_Section):
+    min_reward_accuracy: float = Field(0.7, ge=0, le=1)
+    max_policy_reward_drop: float = Field(0.1, ge=0)
+    n_samples: int = Field(64, ge=1)
+
+
+class RegisterParams(_Section):
+    policy_model_name: str = "driftkeel-policy"
+    reward_model_name: str = "driftkeel-reward"
+
+
+SECTIONS: dict[str, type[_Section]] = {
+    "common": CommonParams,
+    "data": DataParams,
+    "validate": ValidateParams,
+    "aggregate": AggregateParams,
+    "drift": DriftParams,
+    "select": SelectParams,
+    "mix": MixParams,
+    "sft": SftParams,
+    "reward": RewardParams,
+    "ppo": PpoParams,
+    "evaluate": EvaluateParams,
+    "register": RegisterParams,
+}
+
+
+class ConfigError(ValueError):
+    """params.yaml is missing, malformed, or has an invalid key."""
+
+
+def read_params(path: str | Path = "params.yaml") -> dict:
+    path = Path(path)
+    if not path.exists():
+        raise ConfigError(f"{path}: not found")
+    with path.open(encoding="utf-8") as fh:
+        raw = yaml.safe_load(fh) or {}
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{path}: top level must be a mapping of sections")
+    unknown = sorted(set(raw) - set(SECTIONS))
+    if unknown:
+        raise ConfigError(f"{path}: unknown section(s) {unknown}; known: {sorted(SECTIONS)}")
+    return raw
+
+
+def parse_section(name: str, raw: dict | None):
+    """Validate one section; errors name the offending key as `section.key`."""
+    cls = SECTIONS[name]
+    try:
+        return cls.model_validate(raw or {})
+    except ValidationError as exc:
+        msgs = []
+        for err in exc.errors():
+            key = ".".join(str(p) for p in (name, *err["loc"]))
+            msgs.append(f"{key}: {err['msg']}")
+        raise ConfigError("invalid params: " + "; ".join(msgs)) from None
+
+
+def load_section(name: str, path: str | Path = "params.yaml"):
+    """Return (common, section) for stage `name`."""
+    raw = read_params(path)
+    return parse_section("common", raw.get("common")), parse_section(name, raw.get(name))
+
+
+def load_all(path: str | Path = "params.yaml") -> dict:
+    raw = read_params(path)
+    return {name: parse_section(name, raw.get(name)) for name in SECTIONS}

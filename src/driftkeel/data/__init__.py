@@ -1,0 +1,1 @@
+"""Data: schemas, loaders and the drifting-stream simulator."""

@@ -1,0 +1,1 @@
+"""MLflow tracking helpers and the model registry lifecycle (register / promote / rollback)."""

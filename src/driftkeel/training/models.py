@@ -1,0 +1,203 @@
+"""Build, load and save the language models the trainers use.
+
+Two kinds of model: a causal LM (the policy) and a sequence classifier with one output (the reward
+and value models). Either is a Hugging Face id, a local directory, or — for the default demo — a tiny
+GPT-2 built from `common.tiny_model` with a byte-level BPE tokenizer trained on the project's own text.
+
+One plain text format (no chat template) is used everywhere, so the SFT policy, the reward model, PPO,
+and evaluation all see the same token sequences:
+
+    <bos> prompt "\n" response <eos>
+
+:func:`encode_prompt` and :func:`encode_response` are the only place that turns text into token ids for
+the reward model and the PPO rollouts; SFTTrainer tokenizes `format_prompt(prompt)` + response the same
+way. No function here downloads anything unless given a Hub id (set HF_HUB_OFFLINE=1 to forbid it).
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+from tokenizers import Tokenizer, decoders, models, pre_tokenizers, processors, trainers
+from transformers import (
+    AutoModelForCausalLM,
+    AutoModelForSequenceClassification,
+    AutoTokenizer,
+    GPT2Config,
+    GPT2LMHeadModel,
+    PreTrainedModel,
+    PreTrainedTokenizerBase,
+    PreTrainedTokenizerFast,
+)
+
+from driftkeel.config import TinyModelParams
+from driftkeel.io import atomic_dir
+
+BOS, EOS, PAD, UNK = "<|bos|>", "<|eos|>", "<|pad|>", "<|unk|>"
+SPECIAL_TOKENS = [PAD, BOS, EOS, UNK]
+PROMPT_SUFFIX = "\n"
+TINY = "tiny"
+
+
+def format_prompt(prompt: str) -> str:
+    """The text a model is conditioned on for `prompt` (plain format, no chat template)."""
+    return prompt.rstrip() + PROMPT_SUFFIX
+
+
+# ---------------------------------------------------------------------------------------------- device
+
+
+def default_device() -> torch.device:
+    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+
+
+def use_bf16() -> bool:
+    """bf16 mixed precision on a GPU that supports it; full fp32 on CPU."""
+    return torch.cuda.is_available() and torch.cuda.is_bf16_supported()
+
+
+def inference_dtype() -> torch.dtype:
+    return torch.bfloat16 if use_bf16() else torch.float32
+
+
+# ------------------------------------------------------------------------------------------- tokenizer
+
+
+def train_tokenizer(texts: list[str], vocab_size: int) -> PreTrainedTokenizerFast:
+    """Train a byte-level BPE tokenizer on `texts` (locally, deterministic) with bos/eos/pad/unk."""
+    if not texts:
+        raise ValueError("train_tokenizer: no texts to train on")
+    tok = Tokenizer(models.BPE(unk_token=UNK))
+    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    tok.decoder = decoders.ByteLevel()
+    trainer = trainers.BpeTrainer(
+        vocab_size=vocab_size, min_frequency=2, special_tokens=SPECIAL_TOKENS,
+        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(), show_progress=False,
+    )
+    tok.train_from_iterator(texts, trainer=trainer)
+    bos_id = tok.token_to_id(BOS)
+    # Prepend <bos> to every encoded text (the response is encoded without special tokens).
+    tok.post_processor = processors.TemplateProcessing(single=f"{BOS} $A", pair=f"{BOS} $A $B",
+                                                       special_tokens=[(BOS, bos_id)])
+    fast = PreTrainedTokenizerFast(tokenizer_object=tok, bos_token=BOS, eos_token=EOS, pad_token=PAD,
+                                   unk_token=UNK, padding_side="left", truncation_side="left",
+                                   model_max_length=1_000_000)
+    return fast
+
+
+def prepare_tokenizer(tokenizer: PreTrainedTokenizerBase) -> PreTrainedTokenizerBase:
+    """Make any tokenizer usable here: a pad token (eos if none) and left padding for generation."""
+    if tokenizer.pad_token is None:
+        if tokenizer.eos_token is None:
+            raise ValueError("tokenizer has neither a pad nor an eos token")
+        tokenizer.pad_token = tokenizer.eos_token
+    tokenizer.padding_side = "left"
+    return tokenizer
+
+
+def encode_prompt(tokenizer: PreTrainedTokenizerBase, prompt: str, max_tokens: int) -> list[int]:
+    """Token ids of `format_prompt(prompt)`, keeping the LAST `max_tokens` (next to the response)."""
+    ids = tokenizer(format_prompt(prompt), add_special_tokens=True)["input_ids"]
+    if len(ids) > max_tokens:
+        head = [tokenizer.bos_token_id] if tokenizer.bos_token_id is not None and ids[0] == tokenizer.bos_token_id else []
+        ids = head + ids[len(ids) - (max_tokens - len(head)):]
+    return ids
+
+
+def encode_response(tokenizer: PreTrainedTokenizerBase, response: str, max_tokens: int) -> list[int]:
+    """Token ids of `response` (first `max_tokens`) followed by eos — what the reward model scores."""
+    ids = tokenizer(response, add_special_tokens=False)["input_ids"][:max_tokens]
+    return ids + [tokenizer.eos_token_id]
+
+
+# ------------------------------------------------------------------------------------------- models
+
+
+def build_tiny_causal_lm(tokenizer: PreTrainedTokenizerBase, tiny: TinyModelParams) -> GPT2LMHeadModel:
+    """A small GPT-2 from a config (random init) matching `tokenizer`'s vocabulary."""
+    config = GPT2Config(
+        vocab_size=len(tokenizer), n_positions=tiny.n_positions, n_embd=tiny.n_embd,
+        n_layer=tiny.n_layer, n_head=tiny.n_head,
+        bos_token_id=tokenizer.bos_token_id, eos_token_id=tokenizer.eos_token_id,
+        pad_token_id=tokenizer.pad_token_id,
+    )
+    model = GPT2LMHeadModel(config)
+    _sync_special_tokens(model, tokenizer)
+    return model
+
+
+def _sync_special_tokens(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase) -> None:
+    model.config.pad_token_id = tokenizer.pad_token_id
+    if tokenizer.eos_token_id is not None:
+        model.config.eos_token_id = tokenizer.eos_token_id
+    gen = getattr(model, "generation_config", None)
+    if gen is not None:
+        gen.pad_token_id = tokenizer.pad_token_id
+        if tokenizer.eos_token_id is not None:
+            gen.eos_token_id = tokenizer.eos_token_id
+        if tokenizer.bos_token_id is not None:
+            gen.bos_token_id = tokenizer.bos_token_id
+
+
+def _load_tokenizer(path_or_id: str | Path) -> PreTrainedTokenizerBase:
+    return prepare_tokenizer(AutoTokenizer.from_pretrained(str(path_or_id)))
+
+
+def load_causal_lm(path_or_id: str | Path, *, device: str | torch.device | None = None,
+                   dtype: torch.dtype | None = None):
+    """(model, tokenizer) for a causal LM at a local path or Hub id. Default: fp32 on CPU (trainers move
+    it to the GPU and use bf16 autocast themselves); pass device/dtype for inference."""
+    tokenizer = _load_tokenizer(path_or_id)
+    model = AutoModelForCausalLM.from_pretrained(str(path_or_id), dtype=dtype or torch.float32)
+    _sync_special_tokens(model, tokenizer)
+    if device is not None:
+        model.to(device)
+    return model, tokenizer
+
+
+def load_reward_model(path_or_id: str | Path, *, device: str | torch.device | None = None,
+                      dtype: torch.dtype | None = None):
+    """(model, tokenizer) for a one-output sequence classifier. A causal-LM checkpoint (e.g. the SFT
+    policy) loads with its transformer weights and a freshly initialised score head."""
+    tokenizer = _load_tokenizer(path_or_id)
+    model = AutoModelForSequenceClassification.from_pretrained(str(path_or_id), num_labels=1,
+                                                               dtype=dtype or torch.float32)
+    model.config.pad_token_id = tokenizer.pad_token_id
+    if device is not None:
+        model.to(device)
+    return model, tokenizer
+
+
+def resolve(model_or_dir, loader, **kwargs):
+    """Accept a path/id or an already loaded (model, tokenizer) pair."""
+    if isinstance(model_or_dir, (tuple, list)):
+        model, tokenizer = model_or_dir
+        return model, prepare_tokenizer(tokenizer)
+    return loader(model_or_dir, **kwargs)
+
+
+def save_model(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, out_dir: str | Path) -> Path:
+    """Save model (safetensors) + tokenizer to `out_dir` atomically: a temp dir renamed into place."""
+    out_dir = Path(out_dir)
+    with atomic_dir(out_dir) as tmp:
+        model.save_pretrained(tmp)
+        tokenizer.save_pretrained(tmp)
+        stray = [p.name for p in tmp.iterdir() if p.suffix in (".bin", ".pt", ".pth")]
+        if stray:
+            raise RuntimeError(f"save_model: non-safetensors weights written: {stray}")
+    return out_dir
+
+
+def params_snapshot(model: torch.nn.Module) -> dict[str, torch.Tensor]:
+    """A detached CPU copy of the parameters (to check that training changed them)."""
+    return {k: v.detach().float().cpu().clone() for k, v in model.state_dict().items()}
+
+
+def changed_fraction(before: dict[str, torch.Tensor], model: torch.nn.Module) -> float:
+    """Share of parameter tensors (present in both) whose values changed."""
+    after = model.state_dict()
+    keys = [k for k in before if k in after]
+    if not keys:
+        return 0.0
+    changed = sum(not torch.equal(before[k], after[k].detach().float().cpu()) for k in keys)
+    return changed / len(keys)
