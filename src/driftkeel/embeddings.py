@@ -5,8 +5,10 @@ inside the package: no download). Vectors are L2-normalised float32 of dimension
 in a SQLite file (`<root>/.cache/embeddings.sqlite`) keyed by the backend name and the sha256 of the
 text, so a second run of a stage embeds nothing it has seen before.
 
-`backend="hashing"` is a tiny deterministic bag-of-words/char-trigram hashing embedder. It exists for
-fast unit tests only and must be asked for explicitly; every stage uses MiniLM.
+`backend="hashing"` is a tiny deterministic bag-of-words/char-trigram hashing embedder, asked for
+explicitly: fast unit tests, and the features of the surrogate Bradley-Terry reward model
+(`drift.surrogate_features` / `select.surrogate_features`, a linear model on hashed n-grams). Prompt
+drift always uses MiniLM.
 """
 from __future__ import annotations
 
@@ -110,7 +112,7 @@ class EmbeddingCache:
 class Embedder:
     """`encode(texts) -> (n, 384) float32`, L2-normalised, cached.
 
-    backend: "all-MiniLM-L6-v2" (default) or "hashing" (tests only).
+    backend: "all-MiniLM-L6-v2" (default) or "hashing" (see the module docstring).
     cache_path: SQLite file; None disables the cache. Use :func:`default_cache_path` for a project.
     """
 

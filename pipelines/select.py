@@ -1,0 +1,60 @@
+"""Stage `select`: data/pool/pool.jsonl + outputs/aggregate/consensus.parquet -> outputs/select/.
+
+    python -m pipelines.select
+
+Fits a surrogate Bradley-Terry reward (on `select.surrogate_features`: hashed bag-of-words or MiniLM)
+on the consensus labels, scores every pool
+pair and queues the `select.k` most uncertain (select.strategy: least_confidence | random) for
+annotation. Writes queue.jsonl, metrics.json and plots/uncertainty.csv; logs them to MLflow.
+"""
+from __future__ import annotations
+
+from pipelines._stage import stage
+
+
+def main() -> dict:
+    import pandas as pd
+
+    from driftkeel.active import read_pool, select
+    from driftkeel.embeddings import HASHING, MINILM, Embedder
+    from driftkeel.io import read_json, write_csv, write_json, write_jsonl
+    from driftkeel.registry.tracking import stage_run
+
+    st = stage("select")
+    pool_path = st.data / "pool" / "pool.jsonl"
+    consensus_path = st.outputs / "aggregate" / "consensus.parquet"
+    if not pool_path.exists():
+        raise SystemExit(f"select: {pool_path} not found")
+    pool, n_bad = read_pool(pool_path)
+    consensus = pd.read_parquet(consensus_path) if consensus_path.exists() else None
+    backend = HASHING if st.params.surrogate_features == "hashing" else MINILM
+    embedder = Embedder.for_project(st.root, backend=backend)
+    sel = select(pool, consensus, st.params, embedder, seed=st.common.seed)
+
+    metrics = {**sel.metrics, "n_skipped_invalid_json": n_bad}
+    decision_path = st.outputs / "drift" / "decision.json"
+    if decision_path.exists():
+        metrics["drift_decision_level"] = read_json(decision_path).get("level")
+    out = st.out
+    write_jsonl(out / "queue.jsonl", sel.queue)
+    write_csv(out / "plots" / "uncertainty.csv", sel.scores)
+    write_json(out / "metrics.json", metrics)
+    write_json(out / "notes.json", {"notes": sel.notes + ([f"{n_bad} pool line(s) are not valid JSON (skipped)"]
+                                                          if n_bad else []),
+                                    "strategy": st.params.strategy})
+
+    with stage_run("select", st.root, st.common, st.params) as run:
+        run.log_metrics(metrics)
+        for name in ("queue.jsonl", "metrics.json", "notes.json", "plots"):
+            run.log_artifact(out / name, "plots" if name == "plots" else None)
+
+    for note in sel.notes:
+        print(f"select: {note}")
+    print(f"select: {metrics['k_selected']} of {metrics['n_pool_usable']} usable pool pairs queued "
+          f"(strategy {st.params.strategy}, surrogate held-out accuracy "
+          f"{metrics['surrogate_heldout_accuracy']}) -> {out / 'queue.jsonl'}")
+    return metrics
+
+
+if __name__ == "__main__":
+    main()

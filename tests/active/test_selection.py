@@ -1,0 +1,110 @@
+"""Acquisition, the surrogate Bradley-Terry model and budgeted selection."""
+import numpy as np
+import pandas as pd
+import pytest
+
+from driftkeel.active import BradleyTerrySurrogate, acquire, clean_pool, least_confidence, rank, select
+from driftkeel.config import SelectParams
+from driftkeel.embeddings import HASHING, Embedder
+
+
+def test_least_confidence_values_and_ranking():
+    p = np.array([0.9, 0.52, 0.1, 0.45, 0.5, 0.99])
+    u = least_confidence(p)
+    assert u == pytest.approx([0.2, 0.96, 0.2, 0.9, 1.0, 0.02])
+    unc, order = acquire(p, "least_confidence", seed=0)
+    assert list(order[:3]) == [4, 1, 3]          # the known most uncertain pairs, in order
+    assert set(order[3:5]) == {0, 2} and order[5] == 5
+
+
+def test_random_strategy_is_seeded_and_ties_are_not_positional():
+    _, o1 = acquire(np.full(50, 0.7), "random", seed=1)
+    _, o2 = acquire(np.full(50, 0.7), "random", seed=1)
+    assert list(o1) == list(o2) and sorted(o1) == list(range(50))
+    assert list(rank(np.zeros(20), seed=3)) != list(range(20))
+    with pytest.raises(ValueError):
+        acquire(np.zeros(3), "bald", seed=0)
+
+
+def test_surrogate_is_antisymmetric_and_learns():
+    rng = np.random.default_rng(0)
+    w = rng.normal(size=16)
+    X = rng.normal(size=(300, 16))
+    y = (X @ w > 0).astype(int)
+    m = BradleyTerrySurrogate(seed=0).fit(X, y)
+    p = m.predict_proba(X[:20])
+    assert np.allclose(p + m.predict_proba(-X[:20]), 1.0)
+    assert np.mean((m.predict_proba(X) > 0.5) == y) > 0.9
+    ens = BradleyTerrySurrogate(n_members=3, seed=0).fit(X, y, np.full(300, 0.8))
+    assert ens.member_proba(X[:5]).shape == (3, 5)
+
+
+def _consensus(n=80, seed=0):
+    rng = np.random.default_rng(seed)
+    rows = []
+    for i in range(n):
+        good = f"Simmer the garlic and onion in butter, then stir {i}."
+        bad = "I am not sure, it depends on many things."
+        a_good = bool(rng.random() < 0.5)
+        rows.append({"comparison_id": f"c{i}", "batch": i // 40, "prompt_id": f"p{i}", "prompt": f"How to cook dish {i}?",
+                     "response_a": good if a_good else bad, "response_b": bad if a_good else good,
+                     "label": "a" if a_good else "b", "confidence": 1.0})
+    rows.append({**rows[0], "comparison_id": "tie", "label": "tie"})
+    return pd.DataFrame(rows)
+
+
+def _pool():
+    clear = [{"pair_id": f"clear{i}", "prompt_id": f"q{i}", "prompt": f"How to cook dish {100 + i}?",
+              "response_a": f"Simmer the garlic and onion in butter, then stir {100 + i}.",
+              "response_b": "I am not sure, it depends on many things.", "batch": 9, "policy_version": "v"}
+             for i in range(20)]
+    unsure = [{"pair_id": f"unsure{i}", "prompt_id": f"u{i}", "prompt": f"How to cook dish {200 + i}?",
+               "response_a": f"Simmer the garlic and onion in butter, then stir {200 + i}.",
+               "response_b": f"Simmer the garlic and onion in butter, then stir {300 + i}.", "batch": 9,
+               "policy_version": "v"} for i in range(5)]
+    bad = [{"pair_id": "same", "prompt": "x?", "response_a": "same text", "response_b": "same text"},
+           {"pair_id": "nofield", "prompt": "x?", "response_a": "a"},
+           {"pair_id": "clear0", "prompt": "dup", "response_a": "a", "response_b": "b"},
+           "not a dict"]
+    return clear + unsure + bad
+
+
+@pytest.fixture()
+def embedder(tmp_path):
+    return Embedder(cache_path=tmp_path / "emb.sqlite", backend=HASHING)
+
+
+def test_select_picks_the_uncertain_pairs_and_counts_bad_rows(embedder):
+    sel = select(_pool(), _consensus(), SelectParams(k=5), embedder, seed=0)
+    assert {q["pair_id"] for q in sel.queue} == {f"unsure{i}" for i in range(5)}
+    assert all(q["uncertainty"] > 0.8 for q in sel.queue)
+    m = sel.metrics
+    assert m["n_skipped_identical_responses"] == 1 and m["n_skipped_missing_fields"] == 1
+    assert m["n_skipped_duplicate_pair_id"] == 1 and m["n_skipped_not_an_object"] == 1
+    assert m["n_pool_usable"] == 25 and m["k_selected"] == 5
+    assert set(sel.queue[0]) >= {"pair_id", "prompt", "response_a", "response_b", "p_a", "uncertainty", "reason"}
+    assert len(sel.scores) == 25 and sel.scores["selected"].sum() == 5
+
+
+def test_k_larger_than_pool_takes_all_and_says_so(embedder):
+    sel = select(_pool(), _consensus(), SelectParams(k=1000), embedder, seed=0)
+    assert len(sel.queue) == 25 and sel.metrics["k_capped"] == 1
+    assert any("exceeds" in n for n in sel.notes)
+
+
+def test_empty_pool_and_no_labels(embedder):
+    empty = select([], _consensus(), SelectParams(k=5), embedder, seed=0)
+    assert empty.queue == [] and any("empty" in n for n in empty.notes)
+    nolabels = select(_pool(), None, SelectParams(k=5), embedder, seed=0)
+    assert len(nolabels.queue) == 5 and nolabels.metrics["strategy_random_fallback"] == 1
+
+
+def test_random_strategy_is_seeded(embedder):
+    a = select(_pool(), _consensus(), SelectParams(k=5, strategy="random"), embedder, seed=4)
+    b = select(_pool(), _consensus(), SelectParams(k=5, strategy="random"), embedder, seed=4)
+    assert [q["pair_id"] for q in a.queue] == [q["pair_id"] for q in b.queue]
+
+
+def test_clean_pool_counts():
+    rows, counts = clean_pool(_pool())
+    assert len(rows) == 25 and counts["identical_responses"] == 1

@@ -1,0 +1,94 @@
+"""Drift over a small synthetic stream, the report files, and the two-file CLI check."""
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from driftkeel.config import DriftParams
+from driftkeel.drift.cli import drift_check, run_drift_cli
+from driftkeel.drift.monitor import analyse_stream
+from driftkeel.drift.report import write_outputs
+from driftkeel.embeddings import HASHING, Embedder
+
+OLD = ["cooking pasta with garlic", "baking sourdough bread", "planning a trip to Lisbon", "packing for a hike",
+       "learning piano scales", "growing tomato plants", "budgeting a monthly salary", "training for a marathon"]
+NEW = ["securing a crypto wallet", "staking validator rewards", "minting an NFT token", "auditing a smart contract"]
+
+
+def _stream(n_batches=4, per_batch=60, new_from=3, seed=0):
+    rng = np.random.default_rng(seed)
+    rows = []
+    for b in range(n_batches):
+        for i in range(per_batch):
+            topics = OLD + (NEW * 2 if b >= new_from else [])
+            t = topics[rng.integers(len(topics))]
+            prompt = f"How do I go about {t} {['today', 'quickly', 'safely', 'cheaply'][rng.integers(4)]} #{i % 7}?"
+            good = f"Start with {t}, then check details step by step."
+            bad = "It depends. " * int(rng.integers(1, 4))
+            a_good = rng.random() < 0.5
+            rows.append({"comparison_id": f"c{b}-{i}", "batch": b, "prompt_id": f"p{b}-{i}", "prompt": prompt,
+                         "response_a": good if a_good else bad, "response_b": bad if a_good else good,
+                         "label": ("a" if a_good else "b") if rng.random() < 0.9 else ("b" if a_good else "a"),
+                         "confidence": 1.0, "agreement": float(rng.choice([1.0, 2 / 3], p=[0.8, 0.2]))})
+    return pd.DataFrame(rows)
+
+
+@pytest.fixture()
+def embedder(tmp_path):
+    return Embedder(cache_path=tmp_path / "emb.sqlite", backend=HASHING)
+
+
+def test_stream_flags_new_topics_not_reference(embedder, tmp_path):
+    params = DriftParams(reference_batches=2, min_window=20, n_permutations=99)
+    report, plots = analyse_stream(_stream(), None, params, embedder, seed=0)
+    hist = {h["batch"]: h for h in report["history"]}
+    assert not hist[0]["alarm"] and not hist[1]["alarm"] and not hist[2]["alarm"]
+    assert hist[3]["alarm"] and report["current_batch"] == 3
+    assert report["status"] == "alarm" and report["decision"]["action"] != "none"
+    prompt = next(t for t in report["tests"] if t["signal"] == "prompt")
+    assert prompt["alpha"] == pytest.approx(0.05 / prompt["n_tests_in_family"])
+    out = write_outputs(tmp_path / "drift", report, plots)
+    for p in out["paths"].values():
+        assert p.exists()
+    html = (tmp_path / "drift" / "report.html").read_text()
+    assert html.count("data:image/png;base64,") >= 3 and "http" not in html.split("<body>")[1][:2000]
+    hist_csv = pd.read_csv(tmp_path / "drift" / "plots" / "history.csv")
+    assert {"batch", "mmd2", "p_value", "alarm"} <= set(hist_csv.columns) and len(hist_csv) == 4
+    metrics = json.loads((tmp_path / "drift" / "metrics.json").read_text())
+    assert all(v is None or isinstance(v, (int, float)) for v in metrics.values())
+
+
+def test_stream_with_only_reference_batches_is_insufficient(embedder):
+    report, _ = analyse_stream(_stream(n_batches=2), None, DriftParams(reference_batches=2), embedder)
+    assert report["status"] == "insufficient data" and report["decision"]["action"] == "none"
+
+
+def test_tiny_stream_is_insufficient_not_a_crash(embedder):
+    report, _ = analyse_stream(_stream(n_batches=3, per_batch=5), None, DriftParams(min_window=30), embedder)
+    assert report["status"] == "insufficient data"
+    assert not any(t["alarm"] for t in report["tests"])
+
+
+def test_drift_check_two_windows(embedder, tmp_path):
+    rng = np.random.default_rng(0)
+    ref = [{"prompt": f"How do I go about {OLD[rng.integers(8)]} #{i}", "response": "ok " * int(rng.integers(5, 9))}
+           for i in range(60)]
+    same = [{"text": f"How do I go about {OLD[rng.integers(8)]} #{i}", "response": "ok " * int(rng.integers(5, 9))}
+            for i in range(60)]
+    shifted = [{"prompt": f"How do I go about {NEW[rng.integers(4)]} #{i}", "response": "ok " * 30} for i in range(60)]
+    params = DriftParams(min_window=20, n_permutations=99)
+    quiet = drift_check(ref, same, params, embedder=embedder)
+    loud = drift_check(ref, shifted, params, embedder=embedder)
+    assert quiet["decision"]["action"] == "none"
+    assert loud["status"] == "alarm" and {t["signal"] for t in loud["tests"] if t["alarm"]} == {"prompt", "output"}
+    tiny = drift_check(ref[:3], shifted[:3], params, embedder=embedder)
+    assert tiny["status"] == "insufficient data" and tiny["decision"]["action"] == "none"
+    # files, with junk lines counted not fatal
+    a, b = tmp_path / "a.jsonl", tmp_path / "b.jsonl"
+    a.write_text("\n".join(json.dumps(r) for r in ref) + "\nnot json\n[1]\n{\"other\": 1}\n")
+    b.write_text("\n".join(json.dumps(r) for r in shifted) + "\n")
+    rep = run_drift_cli(a, b, tmp_path / "out", params, embedder=embedder)
+    assert rep["inputs"]["reference_skipped_lines"] == {"invalid_json": 1, "not_an_object": 1}
+    assert rep["inputs"]["reference_rows_without_text"] == 1
+    assert (tmp_path / "out" / "report.html").exists() and (tmp_path / "out" / "decision.json").exists()
