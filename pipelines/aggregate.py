@@ -1,10 +1,18 @@
-"""Stage `aggregate`: outputs/validate/clean.parquet -> outputs/aggregate/ (consensus labels, agreement).
+"""Stage `aggregate`: outputs/validate/clean.parquet -> outputs/aggregate/ (consensus, calibration, routing).
 
     python -m pipelines.aggregate
 
-Writes consensus.parquet, annotators.csv, review_queue.jsonl, metrics.json and plots/agreement.csv
-(per batch: Krippendorff's alpha, Fleiss' kappa, golden accuracy; the drift stage reads it as a
-label-drift signal); logs the metrics and those files to MLflow.
+Writes (see src/driftkeel/annotation/aggregate.py for every column):
+- consensus.parquet          one row per comparison, CONSENSUS_COLUMNS (read by drift and mix)
+- training_weights.parquet   per comparison: chosen side, P(chosen), weight, margin, hard, review flags
+- annotators.csv             per annotator: accuracy, weight with interval, bias, speed, flags
+- review_queue.jsonl         comparisons for expert review, with their reasons
+- audit.parquet              per judgement: the weights and evidence it entered the consensus with
+- flips.csv                  re-annotated pairs and whether their consensus reversed
+- metrics.json               flat scalars (also logged to MLflow)
+- plots/agreement.csv        per batch: Krippendorff's alpha, Fleiss' kappa, golden accuracy (read by drift)
+- plots/label_drift.csv      per batch: the same with bootstrap intervals, flips, agreement_drop
+- plots/annotator_timeseries.csv  per annotator and batch: accuracy, agreement, speed
 """
 from __future__ import annotations
 
@@ -22,24 +30,31 @@ def main() -> dict:
     st = stage("aggregate")
     clean_path = st.outputs / "validate" / "clean.parquet"
     if not clean_path.exists():
-        raise SystemExit(f"aggregate: {clean_path} not found; run `python pipelines/validate.py` first")
-    res = aggregate_judgements(pd.read_parquet(clean_path), read_golden(st.data / "golden.jsonl"), st.params)
+        raise SystemExit(f"aggregate: {clean_path} not found; run `python -m pipelines.validate` first")
+    res = aggregate_judgements(pd.read_parquet(clean_path), read_golden(st.data / "golden.jsonl"), st.params,
+                               seed=st.common.seed)
 
     out = st.out
     write_parquet(out / "consensus.parquet", res.consensus)
+    write_parquet(out / "training_weights.parquet", res.training)
     write_csv(out / "annotators.csv", res.annotators)
     write_jsonl(out / "review_queue.jsonl", res.review_queue)
+    write_parquet(out / "audit.parquet", res.audit)
+    write_csv(out / "flips.csv", res.flips)
     write_csv(out / "plots" / "agreement.csv", res.agreement)
+    write_csv(out / "plots" / "label_drift.csv", res.label_drift)
+    write_csv(out / "plots" / "annotator_timeseries.csv", res.timeseries)
     write_json(out / "metrics.json", res.metrics)
 
     with stage_run("aggregate", st.root, st.common, st.params) as run:
         run.log_metrics(res.metrics)
-        for name in ("annotators.csv", "review_queue.jsonl", "metrics.json", "plots"):
+        for name in ("annotators.csv", "review_queue.jsonl", "flips.csv", "metrics.json", "plots"):
             run.log_artifact(out / name, "plots" if name == "plots" else None)
 
     m = res.metrics
-    print(f"aggregate: {m['n_comparisons']} comparisons, alpha={m['krippendorff_alpha']:.3f}, "
-          f"{m['n_review']} to review, {m['n_ties']} ties -> {out}")
+    print(f"aggregate ({st.params.method}): {m['n_comparisons']} comparisons, alpha={m['krippendorff_alpha']:.3f}, "
+          f"{m['n_review']} to review, {m['n_hard']} hard, {m['n_annotators_low_weight']} low-weight annotators, "
+          f"{m['aggregate_seconds']:.1f} s -> {out}")
     return m
 
 

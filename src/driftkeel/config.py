@@ -62,11 +62,29 @@ class ValidateParams(_Section):
     max_prompt_chars: int = Field(4000, ge=1)
     max_response_chars: int = Field(8000, ge=1)
     max_response_time_s: float = Field(3600, gt=0)
+    max_quarantine_fraction: float = Field(0.5, ge=0, le=1)
 
 
 class AggregateParams(_Section):
-    method: Literal["majority"] = "majority"
-    review_confidence_threshold: float = Field(0.6, ge=0, le=1)
+    method: Literal["majority", "weighted", "dawid_skene"] = "dawid_skene"
+    review_confidence_threshold: float = Field(0.8, ge=0, le=1)
+    confidence_pseudocount: float = Field(0.5, gt=0)
+    min_judgements: int = Field(2, ge=1)
+    weight_prior_strength: float = Field(2.0, gt=0)        # pseudo-judgements at the pool's accuracy
+    ds_prior_strength: float = Field(2.0, gt=0)            # pseudo-judgements per confusion row (pooled prior)
+    ds_max_iter: int = Field(200, ge=1)
+    ds_tol: float = Field(1e-4, gt=0)                     # stop when no posterior moves more
+    fast_response_ratio: float = Field(0.25, ge=0)         # faster than this x median response time = fast
+    fast_judgement_weight: float = Field(0.5, ge=0, le=1)  # weight of a fast judgement (1 = no penalty)
+    expert_annotators: list[str] = []                      # their unanimous labels settle a comparison
+    hard_margin: float = Field(0.5, ge=0, le=1)            # weighted vote margin below this = hard pair
+    max_margin: float = Field(4.0, ge=0)                   # cap of the training margin (log-odds)
+    bootstrap_samples: int = Field(200, ge=0)              # per-batch alpha/kappa intervals (0 = off)
+    ci_level: float = Field(0.9, gt=0, lt=1)
+    reference_batches: int = Field(2, ge=1)                # agreement_drop: CI below these batches' alpha
+    agreement_drop_min: float = Field(0.2, ge=0, le=1)     # ... and alpha this share (relative) lower
+    quality_drop_min: float = Field(0.15, gt=0, le=1)      # accuracy drop that flags an annotator
+    quality_drop_alpha: float = Field(0.01, gt=0, lt=1)
 
 
 class DecisionParams(_Section):
@@ -80,6 +98,7 @@ class DriftParams(_Section):
     alpha: float = Field(0.05, gt=0, lt=1)
     n_permutations: int = Field(300, ge=19)
     max_window: int = Field(600, ge=10)
+    surrogate_features: Literal["hashing", "minilm"] = "hashing"
     decision: DecisionParams = DecisionParams()
 
 
@@ -87,6 +106,7 @@ class SelectParams(_Section):
     k: int = Field(100, ge=1)
     strategy: Literal["least_confidence", "random"] = "least_confidence"
     n_members: int = Field(1, ge=1)
+    surrogate_features: Literal["hashing", "minilm"] = "hashing"
 
 
 class MixParams(_Section):
@@ -108,22 +128,27 @@ class SftParams(TrainParams):
 
 class RewardParams(TrainParams):
     init_from: str = "sft"
+    center_rewards_coefficient: float | None = Field(None, ge=0)  # keeps rewards near 0 (TRL option)
 
 
 class PpoParams(_Section):
-    total_episodes: int = Field(128, ge=1)
-    batch_size: int = Field(16, ge=1)
-    mini_batch_size: int = Field(8, ge=1)
-    learning_rate: float = Field(1e-5, gt=0)
+    total_episodes: int = Field(384, ge=1)
+    batch_size: int = Field(32, ge=1)
+    mini_batch_size: int = Field(8, ge=1)            # batch_size must be a multiple of it
+    learning_rate: float = Field(2e-4, gt=0)
     kl_coef: float = Field(0.05, ge=0)
-    response_length: int = Field(32, ge=1)
-    n_prompts: int = Field(256, ge=1)
+    response_length: int = Field(48, ge=1)
+    n_prompts: int = Field(512, ge=1)
+    ppo_epochs: int = Field(4, ge=1)                 # optimisation passes over each rollout batch
+    temperature: float = Field(0.7, gt=0)            # rollout sampling temperature
+    missing_eos_penalty: float | None = Field(None, ge=0)  # subtracted from the score without eos
 
 
 class EvaluateParams(_Section):
     min_reward_accuracy: float = Field(0.7, ge=0, le=1)
     max_policy_reward_drop: float = Field(0.1, ge=0)
     n_samples: int = Field(64, ge=1)
+    temperature: float = Field(0.7, ge=0)  # policy sampling for the reward comparison; 0 = greedy
 
 
 class RegisterParams(_Section):

@@ -7,6 +7,8 @@ import pytest
 
 from driftkeel.annotation import (AGREEMENT_COLUMNS, ANNOTATOR_COLUMNS, aggregate_judgements, annotator_table,
                                   consensus, count_matrix, fleiss_kappa, krippendorff_alpha_nominal)
+from driftkeel.annotation.aggregate import CONSENSUS_OUT_COLUMNS, LABEL_DRIFT_COLUMNS
+from driftkeel.annotation.routing import AUDIT_COLUMNS, TRAINING_COLUMNS
 from driftkeel.config import AggregateParams
 from driftkeel.data.schemas import CONSENSUS_COLUMNS
 
@@ -20,20 +22,21 @@ VOTES = {
     "c6": (1, [("x", "a"), ("y", "a"), ("z", "b")]),       # golden: gold label wins
     "c7": (1, [("x", "a"), ("y", "b"), ("z", "tie")]),     # three-way split -> tie
     "c8": (1, [("x", "b"), ("y", "b"), ("z", "b")]),       # unanimous
-    "c9": (1, [("x", "a")]),                               # one judgement by a zero-weight annotator
+    "c9": (1, [("x", "a")]),                               # one judgement by the least reliable annotator
 }
 GOLD = {"c6": "b"}
+MAJORITY = AggregateParams(method="majority", bootstrap_samples=50)
 
 
-def judgements() -> pd.DataFrame:
+def judgements(votes=VOTES, gold=GOLD, rt: float = 10.0) -> pd.DataFrame:
     rows = []
-    for cid, (batch, votes) in VOTES.items():
-        for j, (ann, label) in enumerate(votes):
+    for cid, (batch, vs) in votes.items():
+        for j, (ann, label) in enumerate(vs):
             rows.append({"judgement_id": f"{cid}-{j}", "comparison_id": cid, "batch": batch,
                          "timestamp": f"2026-01-0{batch + 1}T00:0{j}:00Z", "prompt_id": f"p-{cid}",
-                         "prompt": f"prompt {cid}", "response_a": "A", "response_b": "B",
+                         "prompt": f"prompt {cid}", "response_a": f"A {cid}", "response_b": f"B {cid}",
                          "policy_version": "policy-v0", "annotator_id": ann, "label": label,
-                         "response_time_s": 10.0, "is_golden": cid in GOLD})
+                         "response_time_s": rt, "is_golden": cid in gold})
     return pd.DataFrame(rows)
 
 
@@ -46,6 +49,10 @@ def test_majority_and_explicit_ties(cons):
     assert cons["label"].to_dict() == {"c1": "a", "c2": "tie", "c3": "tie", "c4": "tie", "c5": "b",
                                        "c6": "b", "c7": "tie", "c8": "b", "c9": "a"}
     assert cons.loc[cons["even_split"]].index.tolist() == ["c2", "c4", "c7"]
+    assert cons.loc["c6", "anchor"] == "gold" and (cons.drop(index="c6")["anchor"] == "").all()
+    # probabilities: smoothed vote shares; a gold label is certain
+    assert cons.loc["c1", ["p_a", "p_b", "p_tie"]].tolist() == pytest.approx([2.5 / 4.5, 1.5 / 4.5, 0.5 / 4.5])
+    assert cons.loc["c6", ["p_a", "p_b", "p_tie"]].tolist() == [0.0, 1.0, 0.0]
 
 
 def test_confidence_is_the_smoothed_share(cons):
@@ -60,17 +67,25 @@ def test_confidence_is_the_smoothed_share(cons):
 
 
 def test_annotator_calibration_exact():
+    """Against the majority consensus (one-hot posterior, gold on c6), by hand:
+    correct x 3/8, y 4/6, z 5/7 -> pool 12/21 = 4/7; accuracy (c + 2 pool) / (n + 2);
+    chance = mean over own judgements of q(consensus label), q = own label frequencies:
+    x 1/4, y 1/3, z 3/7; weight = (accuracy - chance) / (1 - chance)."""
     j = judgements()
     table = annotator_table(j, consensus(j, GOLD), GOLD, prior_strength=2.0).set_index("annotator_id")
     assert list(table.reset_index().columns) == ANNOTATOR_COLUMNS
     assert table["golden_accuracy"].to_dict() == {"x": 0.0, "y": 0.0, "z": 1.0}
     # agreement over non-golden comparisons with >= 2 judgements (c1 c2 c3 c4 c7 c8)
     assert table["agreement_with_consensus"].to_dict() == pytest.approx({"x": 2 / 6, "y": 4 / 5, "z": 3 / 5})
-    # accuracy estimate (correct + 2 * agreement) / (n_golden + 2); weight clip((3 acc - 1) / 2, 0, 1)
-    assert table["accuracy_estimate"].to_dict() == pytest.approx({"x": 2 / 9, "y": 1.6 / 3, "z": 2.2 / 3})
-    assert table["weight"].to_dict() == pytest.approx({"x": 0.0, "y": 0.3, "z": 0.6})
+    assert table["accuracy_estimate"].to_dict() == pytest.approx({"x": 29 / 70, "y": 9 / 14, "z": 43 / 63})
+    assert table["chance_accuracy"].to_dict() == pytest.approx({"x": 1 / 4, "y": 1 / 3, "z": 3 / 7})
+    assert table["weight"].to_dict() == pytest.approx({"x": 23 / 105, "y": 13 / 28, "z": 4 / 9})
+    assert (table["weight_ci_low"] <= table["weight"]).all() and (table["weight"] <= table["weight_ci_high"]).all()
     assert table["n_judgements"].to_dict() == {"x": 8, "y": 6, "z": 7}
     assert (table.loc["x", "first_batch"], table.loc["x", "last_batch"]) == (0, 1)
+    # x says a on c6 (true b) and never b on a true a: position bias +1/2
+    assert table.loc["x", "position_bias"] == pytest.approx(0.5)
+    assert (table["fast_share"] == 0).all() and (table["median_response_time_s"] == 10.0).all()
 
 
 def test_weighted_votes_use_annotator_weights():
@@ -85,26 +100,31 @@ def test_weighted_votes_use_annotator_weights():
 
 def test_aggregate_outputs_review_queue_and_metrics():
     j = judgements()
-    res = aggregate_judgements(j, GOLD, AggregateParams(review_confidence_threshold=0.5, min_judgements=2))
+    res = aggregate_judgements(j, GOLD, MAJORITY.model_copy(update={"review_confidence_threshold": 0.5}))
     assert list(res.consensus.columns) == list(CONSENSUS_COLUMNS) and len(res.consensus) == 9
+    assert list(res.details.columns) == CONSENSUS_OUT_COLUMNS
     queue = [(q["comparison_id"], q["reasons"]) for q in res.review_queue]
     assert queue == [("c2", ["low_confidence", "even_split"]), ("c7", ["low_confidence", "even_split"]),
                      ("c4", ["low_confidence", "even_split"]), ("c5", ["few_judgements"]),
                      ("c9", ["few_judgements"])]
     assert res.review_queue[0]["votes"] == {"a": 1, "b": 1, "tie": 0}
-    # queued comparisons stay in the consensus with their confidence
-    assert set(res.consensus["comparison_id"]) >= {q["comparison_id"] for q in res.review_queue}
+    # queued comparisons stay in the consensus, flagged, and the counts add up
+    assert res.details.set_index("comparison_id")["review"].to_dict() == {
+        c: c in {"c2", "c4", "c5", "c7", "c9"} for c in VOTES}
     m = res.metrics
     assert (m["n_comparisons"], m["n_review"], m["n_ties"], m["n_even_splits"], m["n_golden_comparisons"]) == (9, 5, 4, 3, 1)
+    assert m["n_golden_comparisons"] + m["n_auto_accepted"] + m["n_review"] == m["n_comparisons"]
     assert m["mean_golden_accuracy"] == pytest.approx(1 / 3)
     assert m["krippendorff_alpha"] == pytest.approx(
         krippendorff_alpha_nominal(count_matrix(j["comparison_id"], j["label"], ["a", "b", "tie"])))
     assert m["label_share_tie"] == pytest.approx(4 / 9)
+    assert list(res.training.columns) == TRAINING_COLUMNS and list(res.audit.columns) == AUDIT_COLUMNS
+    assert len(res.audit) == len(j) and res.audit["judgement_id"].is_unique
 
 
 def test_agreement_per_batch_table():
     j = judgements()
-    res = aggregate_judgements(j, GOLD, AggregateParams())
+    res = aggregate_judgements(j, GOLD, MAJORITY)
     agr = res.agreement
     assert list(agr.columns) == AGREEMENT_COLUMNS and agr["batch"].tolist() == [0, 1]
     assert agr["n_comparisons"].tolist() == [4, 5]
@@ -113,6 +133,45 @@ def test_agreement_per_batch_table():
     assert agr.loc[0, "krippendorff_alpha"] == pytest.approx(krippendorff_alpha_nominal(counts0))
     assert agr.loc[0, "fleiss_kappa"] == pytest.approx(fleiss_kappa(counts0))
     assert np.isnan(agr.loc[0, "mean_golden_accuracy"]) and agr.loc[1, "mean_golden_accuracy"] == pytest.approx(1 / 3)
+    ld = res.label_drift
+    assert list(ld.columns) == LABEL_DRIFT_COLUMNS and ld["n_judgements"].tolist() == [10, 11]
+    assert not ld["agreement_drop"].any()          # batch 0 is the reference; batch 1 is too small to tell
+
+
+def test_dawid_skene_default_on_the_hand_made_set():
+    j = judgements()
+    res = aggregate_judgements(j, GOLD, AggregateParams(bootstrap_samples=0))
+    c = res.details.set_index("comparison_id")
+    # strict plurality of tie votes -> tie; gold wins; unanimous b -> b
+    assert (c.loc["c3", "label"], c.loc["c6", "label"], c.loc["c8", "label"]) == ("tie", "b", "b")
+    assert c.loc["c6", ["p_a", "p_b", "p_tie"]].tolist() == [0.0, 1.0, 0.0] and c.loc["c6", "confidence"] == 1.0
+    # no anchor is a tie, so the model's true labels are a/b only
+    assert (c.loc[~c["is_golden"], "p_tie"] == 0).all()
+    assert np.allclose(c[["p_a", "p_b", "p_tie"]].sum(axis=1), 1.0)
+    assert res.metrics["ds_n_iter"] >= 1 and res.metrics["ds_temperature"] >= 1.0
+
+
+def test_duplicates_fast_judgements_and_experts():
+    votes = dict(VOTES)
+    votes["c8"] = (1, [("x", "b"), ("y", "b"), ("z", "b"), ("x", "a")])        # x judges c8 twice
+    votes["c10"] = (1, [("x", "a"), ("y", "a"), ("expert", "b")])              # the expert settles c10
+    j = judgements(votes)
+    j.loc[j["annotator_id"] == "z", "response_time_s"] = 0.5                    # z is suspiciously fast
+    params = AggregateParams(expert_annotators=["expert"], bootstrap_samples=0)
+    res = aggregate_judgements(j, GOLD, params)
+    m = res.metrics
+    assert m["n_duplicate_judgements_ignored"] == 1 and m["n_judgements"] == len(j) - 1
+    assert m["n_fast_judgements"] == 7 and m["n_expert_settled"] == 1
+    c = res.details.set_index("comparison_id")
+    assert (c.loc["c10", "label"], c.loc["c10", "anchor"], c.loc["c10", "confidence"]) == ("b", "expert", 1.0)
+    audit = res.audit.set_index("judgement_id")
+    assert "c8-3" not in audit.index and audit.loc["c8-0", "label"] == "b"    # the later duplicate is gone
+    assert (audit.loc[audit["annotator_id"] == "z", "judgement_weight"] == 0.5).all()
+    assert (audit.loc[audit["annotator_id"] != "z", "judgement_weight"] == 1.0).all()
+    ann = res.annotators.set_index("annotator_id")
+    assert ann.loc["z", "fast_share"] == 1.0 and "fast" in ann.loc["z", "flags"]
+    assert ann.loc["x", "n_expert_overlap"] == 1 and ann.loc["x", "agreement_with_experts"] == 0.0
+    assert bool(ann.loc["expert", "is_expert"])
 
 
 def test_bad_inputs_fail_loudly():

@@ -10,7 +10,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from driftkeel.annotation import annotator_table, consensus
+from driftkeel.annotation import annotator_table, consensus, ds_consensus
 
 RTE = Path(__file__).resolve().parents[3] / "shared" / "data" / "annotation" / "rte"
 pytestmark = pytest.mark.skipif(not (RTE / "labels.csv").exists(), reason="shared RTE data not present")
@@ -61,3 +61,28 @@ def test_annotator_weights_recover_accuracy_under_spam():
     assert acc_w > acc_mv + 0.1 and acc_w > 0.85
     is_spam = table["annotator_id"].str.startswith("spam-")
     assert table.loc[is_spam, "weight"].max() < table.loc[~is_spam, "weight"].median()
+
+
+def test_dawid_skene_on_rte_clean_and_with_spammers():
+    """No golden anchors (gold only scores). Clean: DS beats majority (whose 5-5 splits are ties);
+    with uniform spammers adding 40% of all judgements it holds where majority falls."""
+    j, gold = _load()
+    truth = pd.Series(gold)
+    clean = ds_consensus(j, {}).consensus.set_index("comparison_id")
+    acc_clean = (clean["label"] == truth[clean.index]).mean()
+    assert acc_clean >= 0.92 and (clean["label"] != "tie").all()
+    rng = np.random.default_rng(1)
+    n_spam = int(round(0.4 / 0.6 * len(j)))
+    items = j["comparison_id"].unique()
+    pairs = {(items[rng.integers(len(items))], f"spam-{rng.integers(20)}") for _ in range(2 * n_spam)}
+    pairs = sorted(pairs)[:n_spam]
+    spam = pd.DataFrame({"comparison_id": [p[0] for p in pairs], "annotator_id": [p[1] for p in pairs],
+                         "label": np.where(rng.random(len(pairs)) < 0.5, "a", "b"), "batch": 0})
+    for col in ("timestamp", "prompt_id", "prompt", "response_a", "response_b", "policy_version"):
+        spam[col] = "-"
+    js = pd.concat([j, spam], ignore_index=True)
+    ds = ds_consensus(js, {}).consensus.set_index("comparison_id")
+    mv = consensus(js, {}).set_index("comparison_id")
+    acc_ds = (ds["label"] == truth[ds.index]).mean()
+    acc_mv = (mv["label"] == truth[mv.index]).mean()
+    assert acc_ds >= 0.91 and acc_ds > acc_mv + 0.05

@@ -26,16 +26,19 @@ import pandas as pd
 def count_matrix(units: pd.Series | Sequence, values: pd.Series | Sequence,
                  categories: Sequence | None = None) -> pd.DataFrame:
     """Units x categories counts from parallel sequences of (unit, value); missing values dropped."""
-    df = pd.DataFrame({"unit": list(units), "value": list(values)}).dropna()
-    cats = list(categories) if categories is not None else sorted(df["value"].unique().tolist())
-    if df.empty:
+    units, values = pd.Series(units).reset_index(drop=True), pd.Series(values).reset_index(drop=True)
+    keep = units.notna() & values.notna()
+    units, values = units[keep], values[keep]
+    cats = list(categories) if categories is not None else sorted(pd.unique(values).tolist())
+    if units.empty:
         return pd.DataFrame(np.zeros((0, len(cats)), dtype=np.int64), columns=cats)
-    unknown = set(df["value"]) - set(cats)
-    if unknown:
-        raise ValueError(f"values outside categories {cats}: {sorted(map(str, unknown))}")
-    counts = df.groupby(["unit", "value"], sort=True).size().unstack("value", fill_value=0)
-    counts.columns.name = None
-    return counts.reindex(columns=cats, fill_value=0).astype(np.int64)
+    col = pd.Index(cats).get_indexer(values)
+    if (col < 0).any():
+        unknown = sorted({str(v) for v in values[col < 0]})
+        raise ValueError(f"values outside categories {cats}: {unknown}")
+    codes, uniques = pd.factorize(units, sort=True)
+    counts = np.bincount(codes * len(cats) + col, minlength=len(uniques) * len(cats)).reshape(-1, len(cats))
+    return pd.DataFrame(counts.astype(np.int64), index=pd.Index(uniques), columns=cats)
 
 
 def reliability_to_counts(data: Iterable[Sequence], missing=None) -> np.ndarray:
@@ -85,3 +88,51 @@ def fleiss_kappa(counts) -> float:
     if p_e >= 1.0:
         return float("nan")
     return float((p_i.mean() - p_e) / (1.0 - p_e))
+
+
+def resampled_agreement(counts, samples) -> tuple[np.ndarray, np.ndarray]:
+    """(alpha, kappa) per row of `samples` (replicates x draws of unit indices, with repetition).
+
+    With one row holding every unit once this is exactly (:func:`krippendorff_alpha_nominal`,
+    :func:`fleiss_kappa`); units with fewer than two values must already be dropped.
+    """
+    n_uc = np.asarray(counts, dtype=float)
+    idx = np.atleast_2d(np.asarray(samples, dtype=np.int64))
+    m = n_uc.sum(axis=1)
+    d = (n_uc * (n_uc - 1)).sum(axis=1)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        n = m[idx].sum(axis=1)
+        N_c = np.stack([n_uc[:, c][idx].sum(axis=1) for c in range(n_uc.shape[1])], axis=1)
+        expected = n * n - (N_c * N_c).sum(axis=1)
+        alpha = np.where(expected > 0, 1.0 - (n - 1) * (n - (d / (m - 1))[idx].sum(axis=1)) / expected, np.nan)
+        p_bar = (d / (m * (m - 1)))[idx].mean(axis=1)
+        p_j = N_c / n[:, None]
+        p_e = (p_j * p_j).sum(axis=1)
+        kappa = np.where(p_e < 1, (p_bar - p_e) / (1 - p_e), np.nan)
+    return alpha, kappa
+
+
+def bootstrap_agreement(counts, *, n_boot: int = 200, level: float = 0.9,
+                        rng: np.random.Generator | int | None = 0) -> dict[str, float]:
+    """Percentile bootstrap intervals (resampling units) of Krippendorff's alpha and Fleiss' kappa.
+
+    Returns ``alpha_ci_low, alpha_ci_high, kappa_ci_low, kappa_ci_high`` (NaN when undefined, or when
+    ``n_boot == 0``). Vectorised: each replicate draws the pairable units with replacement.
+    """
+    keys = ["alpha_ci_low", "alpha_ci_high", "kappa_ci_low", "kappa_ci_high"]
+    n_uc = np.asarray(counts, dtype=float).reshape(-1, np.shape(counts)[1] if np.ndim(counts) == 2 else 1)
+    m = n_uc.sum(axis=1)
+    n_uc = n_uc[m >= 2]
+    U = len(n_uc)
+    if n_boot <= 0 or U == 0:
+        return {k: float("nan") for k in keys}
+    rng = rng if isinstance(rng, np.random.Generator) else np.random.default_rng(rng)
+    alpha, kappa = resampled_agreement(n_uc, rng.integers(0, U, size=(n_boot, U)))
+    lo, hi = 100 * (1 - level) / 2, 100 * (1 - (1 - level) / 2)
+
+    def q(x):
+        x = x[np.isfinite(x)]
+        return (float(np.percentile(x, lo)), float(np.percentile(x, hi))) if len(x) else (float("nan"),) * 2
+
+    (a_lo, a_hi), (k_lo, k_hi) = q(alpha), q(kappa)
+    return dict(zip(keys, (a_lo, a_hi, k_lo, k_hi)))

@@ -87,10 +87,18 @@ def configure(root: Path, common: CommonParams):
     import mlflow
 
     mlflow.set_tracking_uri(tracking_uri(root, common))
+    from mlflow.exceptions import MlflowException
+
     exp = mlflow.get_experiment_by_name(common.mlflow.experiment)
     if exp is None:
-        exp_id = mlflow.create_experiment(common.mlflow.experiment,
-                                          artifact_location=artifact_location(root, common))
+        try:
+            exp_id = mlflow.create_experiment(common.mlflow.experiment,
+                                              artifact_location=artifact_location(root, common))
+        except MlflowException:  # another process created it first
+            exp = mlflow.get_experiment_by_name(common.mlflow.experiment)
+            if exp is None:
+                raise
+            exp_id = exp.experiment_id
     else:
         exp_id = exp.experiment_id
     mlflow.set_experiment(experiment_id=exp_id)

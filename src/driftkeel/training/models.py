@@ -30,7 +30,7 @@ from transformers import (
     PreTrainedTokenizerFast,
 )
 
-from driftkeel.config import TinyModelParams
+from driftkeel.config import CommonParams, TinyModelParams
 from driftkeel.io import atomic_dir
 
 BOS, EOS, PAD, UNK = "<|bos|>", "<|eos|>", "<|pad|>", "<|unk|>"
@@ -99,7 +99,8 @@ def encode_prompt(tokenizer: PreTrainedTokenizerBase, prompt: str, max_tokens: i
     """Token ids of `format_prompt(prompt)`, keeping the LAST `max_tokens` (next to the response)."""
     ids = tokenizer(format_prompt(prompt), add_special_tokens=True)["input_ids"]
     if len(ids) > max_tokens:
-        head = [tokenizer.bos_token_id] if tokenizer.bos_token_id is not None and ids[0] == tokenizer.bos_token_id else []
+        bos = tokenizer.bos_token_id
+        head = [bos] if bos is not None and ids[0] == bos else []
         ids = head + ids[len(ids) - (max_tokens - len(head)):]
     return ids
 
@@ -111,6 +112,21 @@ def encode_response(tokenizer: PreTrainedTokenizerBase, response: str, max_token
 
 
 # ------------------------------------------------------------------------------------------- models
+
+
+def set_lengths(model: PreTrainedModel, max_prompt_tokens: int, max_response_tokens: int) -> None:
+    """Record the token budgets in the model config (saved in config.json, inherited by the reward
+    model initialised from this one), so scoring and generation truncate exactly as training did."""
+    model.config.driftkeel = {"max_prompt_tokens": int(max_prompt_tokens),
+                              "max_response_tokens": int(max_response_tokens)}
+
+
+def get_lengths(model: PreTrainedModel) -> tuple[int, int]:
+    """(max_prompt_tokens, max_response_tokens) recorded by :func:`set_lengths`, else the defaults."""
+    rec = getattr(model.config, "driftkeel", None) or {}
+    default = CommonParams()
+    return (int(rec.get("max_prompt_tokens", default.max_prompt_tokens)),
+            int(rec.get("max_response_tokens", default.max_response_tokens)))
 
 
 def build_tiny_causal_lm(tokenizer: PreTrainedTokenizerBase, tiny: TinyModelParams) -> GPT2LMHeadModel:
@@ -182,6 +198,7 @@ def save_model(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, out_d
     with atomic_dir(out_dir) as tmp:
         model.save_pretrained(tmp)
         tokenizer.save_pretrained(tmp)
+        tmp.chmod(0o755)  # mkdtemp makes it owner-only; a saved model is meant to be shared
         stray = [p.name for p in tmp.iterdir() if p.suffix in (".bin", ".pt", ".pth")]
         if stray:
             raise RuntimeError(f"save_model: non-safetensors weights written: {stray}")

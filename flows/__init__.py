@@ -1,0 +1,1 @@
+"""Prefect flows over the DVC stages (`dvc repro <stage>` in the project root); see prefect.yaml."""

@@ -1,0 +1,49 @@
+"""Retraining flow: select -> mix -> sft -> reward -> ppo -> evaluate -> register, each `dvc repro`.
+
+    python flows/retraining.py [ROOT]          # one run, no server needed (ephemeral Prefect)
+
+Deployed weekly by prefect.yaml, and triggered by the monitoring flow on a retrain decision. The
+register stage promotes to `champion` only when the evaluate gate passed; the flow returns the
+registry record (outputs/register/registry.json).
+"""
+from __future__ import annotations
+
+import sys
+import uuid
+from pathlib import Path
+
+if str(Path(__file__).resolve().parents[1]) not in sys.path:  # run as a script / Prefect entrypoint
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from prefect import flow, runtime
+from prefect.logging import get_run_logger
+
+from flows.stages import PROJECT_ROOT, outputs_dir, read_output_json, repro_stage
+
+RETRAIN_STAGES = ("select", "mix", "sft", "reward", "ppo", "evaluate", "register")
+
+
+def run_group(prefix: str) -> str:
+    """MLflow parent-run key for this flow run (all its stages nest under one parent run)."""
+    flow_run_id = runtime.flow_run.id
+    return f"{prefix}-{flow_run_id or uuid.uuid4().hex}"
+
+
+@flow(name="driftkeel-retraining", log_prints=True)
+def retraining(root: str = str(PROJECT_ROOT), reason: str = "scheduled",
+               stage_timeout_s: float | None = None) -> dict:
+    """Run the retraining stages in order; a failed stage fails the flow with its output tail."""
+    logger = get_run_logger()
+    logger.info("retraining in %s (reason: %s)", root, reason)
+    env = {"DRIFTKEEL_RUN_GROUP": run_group("retraining")}
+    stages = [repro_stage(s, root, timeout_s=stage_timeout_s, env=env) for s in RETRAIN_STAGES]
+    registry = read_output_json(root, f"{outputs_dir(root)}/register/registry.json")
+    summary = {"reason": reason, "stages": stages, "promoted": registry.get("promoted"),
+               "decision": registry.get("decision"),
+               "versions": {role: m.get("version") for role, m in (registry.get("models") or {}).items()}}
+    logger.info("retraining done: %s", summary["decision"])
+    return summary
+
+
+if __name__ == "__main__":
+    print(retraining(root=sys.argv[1] if len(sys.argv) > 1 else str(PROJECT_ROOT)))

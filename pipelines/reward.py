@@ -1,0 +1,52 @@
+"""Stage `reward`: outputs/mix/{train,eval}.jsonl + outputs/sft/model -> outputs/reward/.
+
+    python -m pipelines.reward
+
+Trains the reward model with TRL's RewardTrainer (Bradley-Terry loss weighted by each pair's
+`weight`), initialised from the SFT model (`reward.init_from: sft`) or a Hub id / local path.
+Writes model/, metrics.json (incl. eval_accuracy on outputs/mix/eval.jsonl) and plots/loss.csv;
+logs params, metrics and the loss curve to MLflow.
+"""
+from __future__ import annotations
+
+from pipelines._stage import stage
+
+
+def main() -> dict:
+    import pandas as pd
+
+    from driftkeel.io import read_jsonl, write_csv, write_json
+    from driftkeel.registry.tracking import stage_run
+    from driftkeel.training.reward import SFT, resolve_init, train_reward
+
+    st = stage("reward")
+    mix, sft_dir = st.outputs / "mix", st.outputs / "sft" / "model"
+    for path in (mix / "train.jsonl", mix / "eval.jsonl"):
+        if not path.exists():
+            raise SystemExit(f"reward: {path} not found (run the mix stage first)")
+    if st.params.init_from == SFT and not sft_dir.exists():
+        raise SystemExit(f"reward: {sft_dir} not found (run the sft stage first)")
+    train, evals = read_jsonl(mix / "train.jsonl"), read_jsonl(mix / "eval.jsonl")
+
+    with stage_run("reward", st.root, st.common, st.params) as run:
+        res = train_reward(train, evals, resolve_init(st.params.init_from, sft_dir), st.out, st.common,
+                           st.params)
+        write_json(st.out / "metrics.json", res["metrics"])
+        curve = pd.DataFrame(res["history"], columns=["step", "loss"])
+        if res["eval_history"]:
+            curve = curve.merge(pd.DataFrame(res["eval_history"]), on="step", how="outer")
+        write_csv(st.out / "plots" / "loss.csv", curve.sort_values("step"))
+        run.log_metrics(res["metrics"])
+        for row in res["history"] + res["eval_history"]:
+            run.log_metrics({k: v for k, v in row.items() if k != "step"}, step=row["step"])
+        run.log_artifact(st.out / "metrics.json")
+        run.log_artifact(st.out / "plots", "plots")
+
+    m = res["metrics"]
+    print(f"reward: {m['n_train_pairs']} pairs, {m['steps']} steps, eval accuracy {m['eval_accuracy']:.3f}, "
+          f"{m['train_seconds']:.0f}s -> {res['model_dir']}")
+    return m
+
+
+if __name__ == "__main__":
+    main()

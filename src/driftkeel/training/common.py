@@ -1,0 +1,130 @@
+"""Plumbing shared by the trainer wrappers: quiet offline defaults, TrainingArguments, histories."""
+from __future__ import annotations
+
+import contextlib
+import math
+import os
+from pathlib import Path
+from typing import Iterator
+
+import torch
+
+from driftkeel.training.models import use_bf16
+
+_ENV = {
+    "HF_HUB_OFFLINE": "1",            # never download at run time (an explicit Hub id must be cached)
+    "TRANSFORMERS_OFFLINE": "1",
+    "HF_DATASETS_OFFLINE": "1",
+    "TOKENIZERS_PARALLELISM": "false",
+    "HF_HUB_DISABLE_PROGRESS_BARS": "1",
+    "HF_DATASETS_DISABLE_PROGRESS_BARS": "1",
+    "WANDB_DISABLED": "true",
+    "TRL_EXPERIMENTAL_SILENCE": "1",
+    "DISABLE_MLFLOW_INTEGRATION": "TRUE",  # the stage logs to MLflow itself (tracking.stage_run)
+}
+
+
+def quiet_offline_env() -> None:
+    """Offline, no progress bars, no reporting integrations (setdefault: callers may override)."""
+    for k, v in _ENV.items():
+        os.environ.setdefault(k, v)
+    import datasets
+    import transformers
+
+    transformers.logging.set_verbosity_error()
+    transformers.utils.logging.disable_progress_bar()
+    datasets.disable_progress_bars()
+    datasets.logging.set_verbosity_error()
+
+
+def estimated_steps(n_examples: int, batch_size: int, epochs: float, max_steps: int) -> int:
+    if max_steps and max_steps > 0:
+        return max_steps
+    return max(1, math.ceil(math.ceil(n_examples / batch_size) * epochs))
+
+
+def base_args(output_dir: Path, *, seed: int, learning_rate: float, batch_size: int, epochs: float,
+              max_steps: int, n_examples: int) -> dict:
+    """TrainingArguments shared by the SFT and reward trainers (CPU: fp32; GPU: bf16 autocast)."""
+    steps = estimated_steps(n_examples, batch_size, epochs, max_steps)
+    return dict(
+        output_dir=str(output_dir),
+        seed=seed,
+        data_seed=seed,
+        learning_rate=learning_rate,
+        per_device_train_batch_size=batch_size,
+        per_device_eval_batch_size=max(batch_size, 32),
+        num_train_epochs=epochs,
+        max_steps=max_steps if max_steps and max_steps > 0 else -1,
+        lr_scheduler_type="linear",
+        warmup_steps=min(50, max(1, steps // 20)),
+        weight_decay=0.0,
+        logging_steps=max(1, steps // 50),
+        logging_first_step=True,
+        save_strategy="steps",
+        save_steps=max(1, steps // 2),
+        save_total_limit=1,
+        report_to="none",
+        disable_tqdm=True,
+        bf16=use_bf16(),
+        fp16=False,
+        activation_checkpointing=False,
+        dataloader_num_workers=0,
+        dataloader_pin_memory=torch.cuda.is_available(),
+    )
+
+
+def history(log_history: list[dict], key: str = "loss") -> list[dict]:
+    """[{step, <key>}] from a Trainer's state.log_history (entries that carry `key`)."""
+    return [{"step": int(row["step"]), key: float(row[key])}
+            for row in log_history if key in row and "step" in row]
+
+
+def remove_if_empty(path: Path) -> None:
+    """Drop an output dir a trainer created but wrote nothing to (reward/PPO save no checkpoints)."""
+    path = Path(path)
+    if path.is_dir() and not any(path.iterdir()):
+        path.rmdir()
+
+
+def quiet(trainer) -> None:
+    """Drop the console printer (the history is returned and logged to MLflow instead)."""
+    from transformers.trainer_callback import PrinterCallback, ProgressCallback
+
+    for cb in (PrinterCallback, ProgressCallback):
+        trainer.remove_callback(cb)
+
+
+SMALL_MODEL_PARAMS = 50_000_000
+
+
+@contextlib.contextmanager
+def cpu_threads(model: torch.nn.Module) -> Iterator[None]:
+    """Run a small model on CPU with one torch thread (restored afterwards).
+
+    Measured on the 2-core dev machine while other jobs ran: PPO on the tiny default took 131 s with 2
+    threads and 18 s with 1 (same result); tiny-model kernels gain little from threads and suffer badly
+    from oversubscription. DRIFTKEEL_TORCH_THREADS overrides (0 = leave torch's setting alone)."""
+    env = os.environ.get("DRIFTKEEL_TORCH_THREADS")
+    on_cpu = next(model.parameters()).device.type == "cpu"
+    small = sum(p.numel() for p in model.parameters()) < SMALL_MODEL_PARAMS
+    want = int(env) if env else (1 if on_cpu and small else 0)
+    old = torch.get_num_threads()
+    if want > 0:
+        torch.set_num_threads(want)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(old)
+
+
+@contextlib.contextmanager
+def inference(model: torch.nn.Module) -> Iterator[None]:
+    """eval() mode, no gradients and :func:`cpu_threads`; the previous train/eval mode is restored."""
+    was_training = model.training
+    model.eval()
+    try:
+        with torch.no_grad(), cpu_threads(model):
+            yield
+    finally:
+        model.train(was_training)

@@ -1,0 +1,94 @@
+"""Supervised fine-tuning of the policy on demonstrations with `trl.SFTTrainer`.
+
+Data: prompt/completion pairs (`format_prompt(prompt)` / response); the loss covers the completion only.
+`params.model_name_or_path == "tiny"` trains a tokenizer on the given texts and builds a small GPT-2
+from `common.tiny_model`; anything else (Hub id or local directory) is loaded and fine-tuned as is.
+"""
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+from driftkeel.config import CommonParams, SftParams
+from driftkeel.training.common import base_args, cpu_threads, history, quiet, quiet_offline_env
+from driftkeel.training.models import (
+    TINY,
+    build_tiny_causal_lm,
+    changed_fraction,
+    format_prompt,
+    load_causal_lm,
+    params_snapshot,
+    save_model,
+    set_lengths,
+    train_tokenizer,
+)
+
+
+def build_policy(tokenizer_texts: list[str], common: CommonParams, model_name_or_path: str):
+    """(model, tokenizer): the tiny default built from scratch, or a pretrained causal LM."""
+    if model_name_or_path == TINY:
+        tokenizer = train_tokenizer(tokenizer_texts, common.tiny_model.vocab_size)
+        return build_tiny_causal_lm(tokenizer, common.tiny_model), tokenizer
+    return load_causal_lm(model_name_or_path)
+
+
+def train_sft(demos: list[dict], tokenizer_texts: list[str], out_dir: str | Path, common: CommonParams,
+              params: SftParams) -> dict:
+    """Fine-tune on `demos` ({prompt, response}); save to out_dir/model; return metrics and history.
+
+    Returns {"metrics": {train_loss, steps, tokens_per_s, n_examples, ...}, "history": [{step, loss}],
+    "model_dir": str}."""
+    quiet_offline_env()
+    from datasets import Dataset
+    from transformers import set_seed
+    from trl import SFTConfig, SFTTrainer
+
+    if not demos:
+        raise ValueError("train_sft: no demonstrations")
+    out_dir = Path(out_dir)
+    set_seed(common.seed)
+    texts = list(tokenizer_texts) + [d["prompt"] + "\n" + d["response"] for d in demos]
+    model, tokenizer = build_policy(texts, common, params.model_name_or_path)
+    set_lengths(model, common.max_prompt_tokens, common.max_response_tokens)
+
+    dataset = Dataset.from_list([{"prompt": format_prompt(d["prompt"]), "completion": d["response"]}
+                                 for d in demos])
+    args = SFTConfig(
+        **base_args(out_dir / "checkpoints", seed=common.seed, learning_rate=params.learning_rate,
+                    batch_size=params.batch_size, epochs=params.epochs, max_steps=params.max_steps,
+                    n_examples=len(dataset)),
+        max_length=common.max_prompt_tokens + common.max_response_tokens + 1,
+        completion_only_loss=True,
+        packing=False,
+        dataset_num_proc=None,
+    )
+    trainer = SFTTrainer(model=model, args=args, train_dataset=dataset, processing_class=tokenizer)
+    quiet(trainer)
+    n_tokens = sum(len(ids) for ids in trainer.train_dataset["input_ids"])
+    before = params_snapshot(model)
+    t0 = time.perf_counter()
+    with cpu_threads(trainer.model):
+        result = trainer.train()
+    seconds = time.perf_counter() - t0
+
+    trained = trainer.model
+    save_model(trained, tokenizer, out_dir / "model")
+    epochs_done = float(trainer.state.epoch or 0.0)
+    metrics = {
+        "train_loss": float(result.training_loss),
+        "final_loss": _last_loss(trainer.state.log_history, result.training_loss),
+        "steps": int(trainer.state.global_step),
+        "epochs": epochs_done,
+        "n_examples": len(dataset),
+        "tokens_per_s": n_tokens * epochs_done / max(seconds, 1e-9),
+        "train_seconds": seconds,
+        "params_changed_fraction": changed_fraction(before, trained),
+        "n_parameters": sum(p.numel() for p in trained.parameters()),
+    }
+    return {"metrics": metrics, "history": history(trainer.state.log_history, "loss"),
+            "model_dir": str(out_dir / "model")}
+
+
+def _last_loss(log_history: list[dict], default: float) -> float:
+    losses = [row["loss"] for row in log_history if "loss" in row]
+    return float(losses[-1]) if losses else float(default)

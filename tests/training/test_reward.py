@@ -1,0 +1,112 @@
+"""Reward model training, scoring and pairwise accuracy."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from training_task import PAIRS, REWARD, TEXTS, TINY
+
+from driftkeel.training import models as M
+from driftkeel.training.reward import (
+    WeightedRewardTrainer,
+    pairwise_accuracy,
+    resolve_init,
+    score,
+)
+
+
+@pytest.fixture(scope="module")
+def random_rm(tmp_path_factory):
+    """An untrained reward model (random weights), saved like the trainers save it."""
+    tok = M.train_tokenizer(TEXTS, 300)
+    torch.manual_seed(0)
+    path = M.save_model(M.build_tiny_causal_lm(tok, TINY), tok, tmp_path_factory.mktemp("p") / "policy")
+    return M.load_reward_model(path)
+
+
+def test_score_is_deterministic_batch_invariant_and_gradient_free(random_rm):
+    prompts = [p["prompt"] for p in PAIRS[:10]]
+    responses = [p["chosen"] if i % 2 else p["rejected"] for i, p in enumerate(PAIRS[:10])]
+    random_rm[0].train()  # dropout on: score must switch it off and restore the mode afterwards
+    a = score(random_rm, prompts, responses, batch_size=32)
+    assert random_rm[0].training
+    b = score(random_rm, prompts, responses, batch_size=3)
+    one = np.array([score(random_rm, [p], [r])[0] for p, r in zip(prompts, responses)])
+    assert a.shape == (10,) and a.dtype == np.float64
+    assert np.array_equal(a, score(random_rm, prompts, responses))
+    np.testing.assert_allclose(a, b, atol=1e-5)
+    np.testing.assert_allclose(a, one, atol=1e-5)  # padding does not change a score
+    assert all(p.grad is None for p in random_rm[0].parameters())
+    assert score(random_rm, [], []).shape == (0,)
+    with pytest.raises(ValueError):
+        score(random_rm, ["a"], [])
+
+
+def test_pairwise_accuracy_hand_made(random_rm):
+    p = PAIRS[0]
+    s_c, s_r = score(random_rm, [p["prompt"]] * 2, [p["chosen"], p["rejected"]])
+    assert s_c != s_r
+    fwd = {**p}
+    rev = {**p, "chosen": p["rejected"], "rejected": p["chosen"]}
+    tie = {**p, "rejected": p["chosen"]}
+    better, worse = (fwd, rev) if s_c > s_r else (rev, fwd)
+    assert pairwise_accuracy(random_rm, [better]) == 1.0
+    assert pairwise_accuracy(random_rm, [worse]) == 0.0
+    assert pairwise_accuracy(random_rm, [tie]) == 0.5           # an exact tie counts one half
+    assert pairwise_accuracy(random_rm, [better, worse, tie, better]) == pytest.approx(2.5 / 4)
+    assert np.isnan(pairwise_accuracy(random_rm, []))
+
+
+def test_weighted_loss_is_the_weighted_mean_of_pair_losses():
+    class Out:
+        def __init__(self, logits):
+            self.logits = logits
+
+    class Stub(WeightedRewardTrainer):  # only compute_loss's arithmetic, no model or trainer state
+        def __init__(self):
+            pass
+
+    rewards = torch.tensor([[2.0], [0.0], [1.0], [1.0]])  # chosen: 2, 0 ; rejected: 1, 1
+    stub = Stub()
+    stub.args = type("A", (), {"center_rewards_coefficient": None})()
+    import trl.trainer.reward_trainer as rt
+
+    orig = rt.RewardTrainer.compute_loss
+    rt.RewardTrainer.compute_loss = lambda self, model, inputs, return_outputs=False, **k: (
+        torch.tensor(0.0), Out(rewards))
+    try:
+        loss = stub.compute_loss(None, {"weight": torch.tensor([1.0, 0.0])})
+        both = stub.compute_loss(None, {"weight": torch.tensor([1.0, 1.0])})
+    finally:
+        rt.RewardTrainer.compute_loss = orig
+    first = -torch.nn.functional.logsigmoid(torch.tensor(1.0))
+    second = -torch.nn.functional.logsigmoid(torch.tensor(-1.0))
+    assert loss.item() == pytest.approx(first.item())
+    assert both.item() == pytest.approx(((first + second) / 2).item())
+
+
+def test_resolve_init():
+    assert resolve_init("sft", "/x/sft/model") == "/x/sft/model"
+    assert resolve_init("gpt2", "/x/sft/model") == "gpt2"
+
+
+@pytest.mark.slow
+def test_reward_trains_saves_and_scores(reward_run, sft_run):
+    m = reward_run["metrics"]
+    assert m["steps"] == REWARD.max_steps and m["n_train_pairs"] == len(PAIRS[::2])
+    assert m["params_changed_fraction"] > 0.9
+    assert 0.0 <= m["eval_accuracy"] <= 1.0
+    assert m["eval_accuracy"] >= 0.9  # chosen (on-topic words) vs rejected (filler) is easy
+    assert reward_run["history"] and reward_run["eval_history"]
+    held = PAIRS[1::2]
+    # eval_accuracy was measured on the in-memory fp32 model; a dir is scored in bf16 on a GPU
+    tol = 0.1 if torch.cuda.is_available() else 1e-12
+    assert pairwise_accuracy(reward_run["model_dir"], held) == pytest.approx(m["eval_accuracy"], abs=tol)
+    rm, tok = M.load_reward_model(reward_run["model_dir"], device=M.default_device(),
+                                  dtype=M.inference_dtype())
+    sft, _ = M.load_causal_lm(sft_run["model_dir"])
+    rm_w = rm.transformer.h[0].mlp.c_fc.weight.float().cpu()
+    assert not torch.equal(rm_w, sft.transformer.h[0].mlp.c_fc.weight)
+    prompts, responses = [p["prompt"] for p in held], [p["chosen"] for p in held]
+    np.testing.assert_array_equal(score(reward_run["model_dir"], prompts, responses),
+                                  score((rm, tok), prompts, responses))
