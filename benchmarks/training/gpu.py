@@ -1,0 +1,112 @@
+"""GPU check of the training stages with a real ~0.1B causal LM loaded from a local directory.
+
+    python benchmarks/training/gpu.py [--model-dir DIR] [--out results.json]
+
+Without --model-dir it builds a GPT-2-shaped model (14 layers, d=768, ~0.1B parameters) with a
+tokenizer trained locally and saves it to a temp directory, so the run needs no network. Any local
+directory holding a Hugging Face causal LM (e.g. a downloaded Qwen/SmolLM/GPT-2) can be passed instead.
+Then it runs the same functions the sft / reward / ppo stages call, with `model_name_or_path` set to
+that directory, on the GPU in bf16, and records tokens/s, pairs/s, episodes/s, peak GPU memory and the
+reward model's held-out accuracy as JSON. It needs CUDA; it is never part of the CPU test suite.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+
+def _peak_and_reset(torch) -> float:
+    peak = torch.cuda.max_memory_allocated() / 2**30
+    torch.cuda.reset_peak_memory_stats()
+    return round(peak, 3)
+
+
+def build_local_model(model_dir: Path, texts: list[str]) -> int:
+    from transformers import GPT2Config, GPT2LMHeadModel
+
+    from driftkeel.training.models import save_model, train_tokenizer
+
+    tok = train_tokenizer(texts, 8000)
+    cfg = GPT2Config(vocab_size=len(tok), n_positions=512, n_embd=768, n_layer=14, n_head=12,
+                     bos_token_id=tok.bos_token_id, eos_token_id=tok.eos_token_id,
+                     pad_token_id=tok.pad_token_id)
+    model = GPT2LMHeadModel(cfg)
+    save_model(model, tok, model_dir)
+    return sum(p.numel() for p in model.parameters())
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--model-dir", type=Path, default=None)
+    ap.add_argument("--out", type=Path, default=Path("benchmarks/training/gpu_results.json"))
+    args = ap.parse_args()
+
+    import torch
+
+    if not torch.cuda.is_available():
+        print("gpu.py: no CUDA device; this check runs on a GPU machine only", file=sys.stderr)
+        return 2
+    from driftkeel.config import CommonParams, DataParams, PpoParams, RewardParams, SftParams
+    from driftkeel.data.simulator import simulate
+    from driftkeel.training.ppo import generate, train_ppo
+    from driftkeel.training.reward import pairwise_accuracy, train_reward
+    from driftkeel.training.sft import train_sft
+
+    sim = simulate(DataParams(n_batches=4, comparisons_per_batch=50, n_sft_demos=2000, pool_size=10,
+                              n_eval_pairs=3000, n_eval_prompts=256, new_topics_from_batch=2,
+                              concept_drift_batch=2, pool_change_batch=3))
+    pairs = sim.eval_pairs
+    train_pairs = [dict(p, weight=1.0) for p in pairs[:1200] + pairs[1500:2700]]
+    eval_pairs = pairs[1200:1500] + pairs[2700:]
+    prompts = [p["prompt"] for p in sim.eval_prompts]
+    texts = [d["prompt"] + "\n" + d["response"] for d in sim.demos]
+
+    work = Path(tempfile.mkdtemp(prefix="driftkeel-gpu-"))
+    result: dict = {"device": torch.cuda.get_device_name(0), "torch": torch.__version__}
+    if args.model_dir is None:
+        args.model_dir = work / "local-lm"
+        result["model_parameters"] = build_local_model(args.model_dir, texts)
+        result["model"] = "GPT-2-shaped, 14x768, built from a config, saved to a local directory"
+    else:
+        result["model"] = str(args.model_dir)
+    common = CommonParams(max_prompt_tokens=48, max_response_tokens=96)
+    torch.cuda.reset_peak_memory_stats()
+
+    t = time.perf_counter()
+    sft = train_sft(sim.demos, texts, work / "sft", common,
+                    SftParams(model_name_or_path=str(args.model_dir), epochs=1, learning_rate=3e-4,
+                              batch_size=32))
+    result["sft"] = {**sft["metrics"], "wall_s": round(time.perf_counter() - t, 2),
+                     "peak_gpu_gib": _peak_and_reset(torch)}
+
+    t = time.perf_counter()
+    rm = train_reward(train_pairs, eval_pairs, sft["model_dir"], work / "reward", common,
+                      RewardParams(epochs=2, learning_rate=5e-5, batch_size=32))
+    result["reward"] = {**rm["metrics"], "wall_s": round(time.perf_counter() - t, 2),
+                        "heldout_accuracy": pairwise_accuracy(rm["model_dir"], eval_pairs),
+                        "peak_gpu_gib": _peak_and_reset(torch)}
+
+    t = time.perf_counter()
+    ppo = train_ppo(sft["model_dir"], rm["model_dir"], prompts, work / "ppo", common,
+                    PpoParams(total_episodes=256, batch_size=32, mini_batch_size=8, learning_rate=1e-5,
+                              response_length=48, n_prompts=256))
+    result["ppo"] = {**ppo["metrics"], "wall_s": round(time.perf_counter() - t, 2),
+                     "peak_gpu_gib": _peak_and_reset(torch)}
+    result["sample_generation"] = generate(ppo["model_dir"], prompts[:2], max_new_tokens=32, seed=0)
+
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(result, indent=2, default=str) + "\n")
+    print(json.dumps(result, indent=2, default=str))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
