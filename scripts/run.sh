@@ -10,4 +10,4 @@ fi
 start=$(date +%s)
 dvc repro "$@"
 echo "[run] dvc repro took $(( $(date +%s) - start )) s"
-dvc metrics show
+driftkeel metrics   # all of them: dvc metrics show / driftkeel metrics --all

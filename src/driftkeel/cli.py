@@ -78,5 +78,41 @@ def status(root: Optional[Path] = typer.Option(None)) -> None:
     _print(lifecycle.status(r, common))
 
 
+HEADLINE = {
+    "validate": ["rows_in", "rows_clean", "rows_quarantined"],
+    "aggregate": ["n_comparisons", "krippendorff_alpha", "mean_golden_accuracy", "n_review"],
+    "drift": ["n_alarms", "decision_level", "prompt_p_value"],
+    "select": ["k_selected", "surrogate_heldout_accuracy"],
+    "mix": ["n_train", "n_eval", "replay_share"],
+    "sft": ["final_loss", "train_seconds"],
+    "reward": ["eval_accuracy", "train_seconds"],
+    "ppo": ["first_score", "last_score", "mean_kl", "train_seconds"],
+    "evaluate": ["reward_accuracy", "reward_accuracy_pre", "reward_accuracy_post", "challenger_mean_reward",
+                 "baseline_mean_reward", "gate_passed"],
+    "register": ["policy_version", "policy_champion_version", "reward_champion_version", "promoted"],
+}
+
+
+@app.command("metrics")
+def metrics(root: Optional[Path] = typer.Option(None),
+            all_: bool = typer.Option(False, "--all", help="every metric, not only the headline ones")) -> None:
+    """Each stage's metrics, one per line (outputs/<stage>/metrics.json)."""
+    from driftkeel.config import load_section
+    from driftkeel.io import read_json
+
+    r = _root(root)
+    common, _ = load_section("register", r / "params.yaml")
+    for stage, keys in HEADLINE.items():
+        path = r / common.outputs_dir / stage / "metrics.json"
+        if not path.exists():
+            typer.echo(f"{stage:<10} (no metrics yet)")
+            continue
+        values = read_json(path)
+        shown = sorted(values) if all_ else [k for k in keys if k in values]
+        for key in shown:
+            v = values[key]
+            typer.echo(f"{stage:<10} {key:<32} {round(v, 4) if isinstance(v, float) else v}")
+
+
 if __name__ == "__main__":
     app()

@@ -119,3 +119,15 @@ def test_second_repro_is_a_noop_and_a_param_reruns_only_downstream(project):
     exp = _run(["dvc", "exp", "run", "--set-param", "ppo.kl_coef=0.1"], proj, env)
     ran = set(re.findall(r"Running stage '(\w+)'", exp))
     assert ran == {"ppo", "evaluate", "register"}, exp[-3000:]
+
+
+@pytest.mark.slow
+def test_dvc_metrics_and_plots_render(project):
+    proj, env, _ = project
+    metrics = _run(["dvc", "metrics", "show", "--json"], proj, env)
+    assert "eval_accuracy" in metrics and "rows_quarantined" in metrics
+    out = _run(["dvc", "plots", "show", "--out", "dvc_plots"], proj, env)
+    html = (proj / "dvc_plots" / "index.html").read_text()
+    for plot in ("outputs/validate/plots/batches.csv", "outputs/drift/plots/history.csv",
+                 "outputs/reward/plots/loss.csv"):
+        assert plot in html, (plot, out[-2000:])

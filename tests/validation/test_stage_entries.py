@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
+import yaml
 
 from driftkeel.data.schemas import CONSENSUS_COLUMNS
 from driftkeel.io import read_json, read_jsonl
@@ -37,7 +38,10 @@ def mlflow_uri(tmp_path_factory):
 @pytest.fixture()
 def project(tmp_path, monkeypatch, mlflow_uri, request):
     """A project root with params.yaml and a 2-batch stream (6 comparisons x 3 judgements each)."""
-    shutil.copy(REPO / "params.yaml", tmp_path / "params.yaml")
+    params = yaml.safe_load((REPO / "params.yaml").read_text(encoding="utf-8"))
+    # the expectations below are majority vote's (Dawid-Skene has its own tests in tests/annotation)
+    params["aggregate"].update(method="majority", review_confidence_threshold=0.5)
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump(params), encoding="utf-8")
     data = tmp_path / "data"
     (data / "stream").mkdir(parents=True)
     anns = ["ann-1", "ann-2", "ann-3"]

@@ -48,8 +48,9 @@ def git_commit(root: Path) -> str:
         out = subprocess.run(["git", "rev-parse", "HEAD"], cwd=root, capture_output=True, text=True,
                              timeout=10)
         commit = out.stdout.strip() if out.returncode == 0 else "unknown"
-        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=root,
-                               capture_output=True, text=True, timeout=10)
+        # dvc.lock is the pipeline's own record, rewritten while `dvc repro` runs: not a code change
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no", "--", ".",
+                                ":(exclude)dvc.lock"], cwd=root, capture_output=True, text=True, timeout=10)
         if commit != "unknown" and dirty.returncode == 0 and dirty.stdout.strip():
             commit += "-dirty"
         return commit
