@@ -88,7 +88,7 @@ def test_dvc_repro_runs_every_stage_and_writes_metrics(project):
     assert validate["rows_in"] == validate["rows_clean"] + validate["rows_quarantined"] == 4 * 60 * 3
     assert (proj / "outputs/drift/report.html").stat().st_size > 1000
     decision = json.loads((proj / "outputs/drift/decision.json").read_text())
-    assert decision["decision"] in {"none", "collect-labels", "retrain-reward", "retrain-all"}
+    assert decision["action"] in {"none", "collect-labels", "retrain-reward", "retrain-all"}
 
 
 @pytest.mark.slow
