@@ -1,11 +1,18 @@
-"""Monitoring flow: validate -> aggregate -> drift (each `dvc repro`), then act on the decision.
+"""Monitoring flow: pick up new batches, validate -> aggregate -> drift (each `dvc repro`), act on the decision.
 
     python flows/monitoring.py [ROOT]          # one run, no server needed (ephemeral Prefect)
 
-Reads outputs/drift/decision.json; on `retrain-reward` or `retrain-all` it starts retraining:
-under a deployment through `run_deployment` (the weekly retraining deployment, not waited for, so the
-monitoring run does not hold a worker slot for hours), otherwise as a subflow in this process.
-Both decisions run the whole retraining chain; DVC skips the stages whose inputs did not change.
+1. New data: files in the inbox (`ops.inbox.folder`, default `inbox/`, or the `inbox` parameter) become
+   the next `data/stream/batch_NNN.jsonl` (driftkeel.ops.inbox).
+2. `dvc repro validate`; a new batch that makes it fail is taken out again (-> `<inbox>/rejected/`).
+   Once validate passed, the data is versioned: `dvc add data`, `git commit data.dvc`, `dvc push`
+   (each as configured in `ops.inbox`).
+3. `dvc repro aggregate`, `dvc repro drift`: the drift history gains one point per new batch.
+4. The decision (outputs/drift/decision.json): a Prefect link artifact to report.html, an event
+   `driftkeel.drift.<action>`, a `drift-alarm` notification when any test alarmed (`ops.notify`).
+5. On `retrain-reward` / `retrain-all` it starts retraining with the report linked: under a deployment
+   through `run_deployment` (the weekly retraining deployment, not waited for, so the monitoring run
+   does not hold a worker slot for hours), otherwise as a subflow in this process.
 """
 from __future__ import annotations
 
@@ -18,8 +25,19 @@ if str(Path(__file__).resolve().parents[1]) not in sys.path:  # run as a script 
 from prefect import flow, runtime
 from prefect.logging import get_run_logger
 
+from flows.ops import (
+    current_data_version,
+    emit_drift_event,
+    ingest_new_batches,
+    link_drift_report,
+    notify_flow_failed,
+    reject_batches,
+    restore_data_version,
+    send_notification,
+    version_new_data,
+)
 from flows.retraining import retraining, run_group
-from flows.stages import PROJECT_ROOT, outputs_dir, read_output_json, repro_stage
+from flows.stages import PROJECT_ROOT, StageFailed, outputs_dir, read_output_json, repro_stage
 
 MONITOR_STAGES = ("validate", "aggregate", "drift")
 RETRAIN_ACTIONS = ("retrain-reward", "retrain-all")
@@ -36,36 +54,71 @@ def decision_action(decision: dict) -> str:
     return action
 
 
-def start_retraining(root: str, reason: str, deployment: str, stage_timeout_s: float | None) -> dict:
+def start_retraining(root: str, reason: str, deployment: str, stage_timeout_s: float | None,
+                     drift_report: str | None = None) -> dict:
+    params = {"root": root, "reason": reason, "stage_timeout_s": stage_timeout_s}
+    if drift_report:
+        params["drift_report"] = drift_report
     if runtime.deployment.id:  # running under a deployment: hand over to the retraining deployment
         from prefect.deployments import run_deployment
 
-        run = run_deployment(name=deployment, parameters={"root": root, "reason": reason,
-                                                          "stage_timeout_s": stage_timeout_s},
-                             timeout=0)
+        run = run_deployment(name=deployment, parameters=params, timeout=0,
+                             tags=["driftkeel", "drift-triggered"])
         return {"mode": "deployment", "deployment": deployment, "flow_run_id": str(run.id)}
-    return {"mode": "subflow",
-            "result": retraining(root=root, reason=reason, stage_timeout_s=stage_timeout_s)}
+    return {"mode": "subflow", "result": retraining(**params)}
 
 
-@flow(name="driftkeel-monitoring", log_prints=True)
+def _history_points(root: str, outputs: str) -> int | None:
+    path = Path(root) / outputs / "drift" / "report.json"
+    if not path.exists():
+        return None
+    import json
+
+    return len(json.loads(path.read_text(encoding="utf-8")).get("history") or [])
+
+
+@flow(name="driftkeel-monitoring", log_prints=True, on_failure=[notify_flow_failed])
 def monitoring(root: str = str(PROJECT_ROOT), trigger_retraining: bool = True,
                retraining_deployment: str = RETRAINING_DEPLOYMENT,
-               stage_timeout_s: float | None = None) -> dict:
-    """Returns {"decision": action, "reasons": [...], "retraining": None | {...}}."""
+               stage_timeout_s: float | None = None, inbox: str | None = None) -> dict:
+    """Returns {"decision", "reasons", "stages", "ingested", "data_version", "history_points",
+    "drift_report", "notification", "retraining": None | {...}}."""
     logger = get_run_logger()
     env = {"DRIFTKEEL_RUN_GROUP": run_group("monitoring")}
-    stages = [repro_stage(s, root, timeout_s=stage_timeout_s, env=env) for s in MONITOR_STAGES]
-    decision = read_output_json(root, f"{outputs_dir(root)}/drift/decision.json")
+    outputs = outputs_dir(root)
+    version_before = current_data_version(root)
+    ingested = ingest_new_batches(root, inbox)
+    new = [r for r in ingested if r["status"] == "ingested"]
+    try:
+        stages = [repro_stage("validate", root, timeout_s=stage_timeout_s, env=env)]
+    except StageFailed as exc:
+        if new:
+            reject_batches(root, new, f"validate failed:\n{exc.tail}", inbox)
+            restore_data_version(root, version_before)
+        raise
+    versioned = version_new_data(root, ingested, version_before)
+    stages += [repro_stage(s, root, timeout_s=stage_timeout_s, env=env) for s in MONITOR_STAGES[1:]]
+    decision = read_output_json(root, f"{outputs}/drift/decision.json")
     action = decision_action(decision)
     logger.info("drift decision: %s", action)
     for reason in decision.get("reasons") or []:
         logger.info("  %s", reason)
+    report = link_drift_report(root, outputs, decision)
+    emit_drift_event(root, decision, report)
+    notification = None
+    if decision.get("n_alarms") or decision.get("signals") or action != "none":
+        notification = send_notification(
+            root, "drift-alarm", f"batch {decision.get('current_batch')}: {action} "
+                                 f"(signals: {', '.join(decision.get('signals') or []) or 'none'})",
+            details={"decision": action, "signals": decision.get("signals") or [],
+                     "reasons": decision.get("reasons") or []},
+            links={"drift_report": report})
     out = {"decision": action, "reasons": decision.get("reasons") or [], "stages": stages,
-           "retraining": None}
+           "ingested": ingested, "data_version": versioned, "history_points": _history_points(root, outputs),
+           "drift_report": report, "notification": notification, "retraining": None}
     if action in RETRAIN_ACTIONS and trigger_retraining:
         out["retraining"] = start_retraining(root, f"drift decision {action}", retraining_deployment,
-                                             stage_timeout_s)
+                                             stage_timeout_s, drift_report=report)
     return out
 
 

@@ -2,9 +2,10 @@
 
     python flows/retraining.py [ROOT]          # one run, no server needed (ephemeral Prefect)
 
-Deployed weekly by prefect.yaml, and triggered by the monitoring flow on a retrain decision. The
-register stage promotes to `champion` only when the evaluate gate passed; the flow returns the
-registry record (outputs/register/registry.json).
+Deployed weekly by prefect.yaml, and triggered by the monitoring flow on a retrain decision (with the
+drift report it acted on in `drift_report`, also shown as a link artifact). The register stage promotes
+to `champion` only when the evaluate gate passed; a failed gate sends a `gate-failed` notification
+(`ops.notify`). The flow returns the registry record (outputs/register/registry.json).
 """
 from __future__ import annotations
 
@@ -18,6 +19,7 @@ if str(Path(__file__).resolve().parents[1]) not in sys.path:  # run as a script 
 from prefect import flow, runtime
 from prefect.logging import get_run_logger
 
+from flows.ops import notify_flow_failed, send_notification
 from flows.stages import PROJECT_ROOT, outputs_dir, read_output_json, repro_stage
 
 RETRAIN_STAGES = ("select", "mix", "sft", "reward", "ppo", "evaluate", "register")
@@ -29,18 +31,31 @@ def run_group(prefix: str) -> str:
     return f"{prefix}-{flow_run_id or uuid.uuid4().hex}"
 
 
-@flow(name="driftkeel-retraining", log_prints=True)
+@flow(name="driftkeel-retraining", log_prints=True, on_failure=[notify_flow_failed])
 def retraining(root: str = str(PROJECT_ROOT), reason: str = "scheduled",
-               stage_timeout_s: float | None = None) -> dict:
+               stage_timeout_s: float | None = None, drift_report: str | None = None) -> dict:
     """Run the retraining stages in order; a failed stage fails the flow with its output tail."""
     logger = get_run_logger()
     logger.info("retraining in %s (reason: %s)", root, reason)
+    if drift_report:
+        from prefect.artifacts import create_link_artifact
+
+        logger.info("drift report: %s", drift_report)
+        create_link_artifact(key="drift-report", link=drift_report, link_text="drift report",
+                             description=f"the drift report behind this run ({reason})")
     env = {"DRIFTKEEL_RUN_GROUP": run_group("retraining")}
     stages = [repro_stage(s, root, timeout_s=stage_timeout_s, env=env) for s in RETRAIN_STAGES]
     registry = read_output_json(root, f"{outputs_dir(root)}/register/registry.json")
+    versions = {role: m.get("version") for role, m in (registry.get("models") or {}).items()}
     summary = {"reason": reason, "stages": stages, "promoted": registry.get("promoted"),
-               "decision": registry.get("decision"),
-               "versions": {role: m.get("version") for role, m in (registry.get("models") or {}).items()}}
+               "decision": registry.get("decision"), "versions": versions, "drift_report": drift_report,
+               "notification": None}
+    if registry.get("gate_passed") is False:
+        summary["notification"] = send_notification(
+            root, "gate-failed", f"challenger not promoted: {registry.get('decision')}"[:1000],
+            details={"versions": versions, "reason": reason},
+            links={"drift_report": drift_report,
+                   "registry": (Path(root).resolve() / outputs_dir(root) / "register" / "registry.json").as_uri()})
     logger.info("retraining done: %s", summary["decision"])
     return summary
 

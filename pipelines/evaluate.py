@@ -1,10 +1,14 @@
-"""Evaluate stage: reward-model accuracy per slice, policy reward against the champion (or the SFT
-model when there is none) under the new reward model, and the promotion gate.
+"""Evaluate stage: the challenger (this run's reward model and policy) against the champion on the
+same fixed eval sets, and the promotion gate.
 
     python -m pipelines.evaluate
 
-Reads `common`, `evaluate` and `register.policy_model_name` (the registered policy whose champion is
-the baseline). Writes outputs/evaluate/{verdict.json, metrics.json, samples.jsonl, plots/}.
+Reward model: accuracy, precision/recall/F1, calibration error, MRR, per slice (pre/post drift, topic),
+and against the champion reward model (new-slice drop, forgetting on the pre-drift slice). Policy:
+reward and win rate against the champion policy (or the SFT model when there is none) under the new
+reward model, and under the simulator's true utility when data/ground_truth/ exists (ORACLE, labelled).
+Reads `common`, `evaluate` and `register.{policy,reward}_model_name` (whose champions are the baseline).
+Writes outputs/evaluate/{verdict.json, metrics.json, samples.jsonl, plots/}.
 """
 from __future__ import annotations
 
@@ -19,6 +23,8 @@ from driftkeel.registry.tracking import stage_run
 
 
 def main() -> dict:
+    from driftkeel.training.reward import ensemble_members
+
     st = stage("evaluate")
     register = parse_section("register", read_params(st.root / "params.yaml").get("register"))
     models = st.outputs
@@ -27,10 +33,12 @@ def main() -> dict:
             params=st.params, reward_dir=models / "reward" / "model",
             challenger_dir=models / "ppo" / "model", sft_dir=models / "sft" / "model",
             pairs_path=st.data / "eval" / "pairs.jsonl", prompts_path=st.data / "eval" / "prompts.jsonl",
-            policy_model_name=register.policy_model_name,
+            policy_model_name=register.policy_model_name, reward_model_name=register.reward_model_name,
+            reward_members=ensemble_members(models / "reward"), data_dir=st.data,
             max_new_tokens=st.common.max_response_tokens, seed=st.common.seed)
         out = st.out
         write_csv(out / "plots" / "slices.csv", result.slice_table)
+        write_csv(out / "plots" / "policy_slices.csv", result.policy_table)
         write_csv(out / "plots" / "policy_reward.csv", pd.DataFrame(
             [{"prompt_id": s["prompt_id"], "slice": s["slice"], "baseline_reward": s["baseline_reward"],
               "challenger_reward": s["challenger_reward"]} for s in result.samples]))
@@ -40,14 +48,16 @@ def main() -> dict:
         sr.log_metrics(result.metrics)
         for path in ("verdict.json", "samples.jsonl", "plots"):
             sr.log_artifact(out / path, "plots" if path == "plots" else None)
-    verdict = result.verdict
+    verdict, m = result.verdict, result.metrics
     print(f"evaluate: gate {'PASSED' if verdict['passed'] else 'FAILED'} "
-          f"(baseline: {verdict['baseline']['source']}); reward_accuracy "
-          f"{result.metrics['reward_accuracy']:.3f}, policy reward challenger "
-          f"{result.metrics['challenger_mean_reward']:.3f} vs baseline "
-          f"{result.metrics['baseline_mean_reward']:.3f}")
-    for reason in verdict["reasons"]:
-        print(f"  - {reason}")
+          f"(baseline: {verdict['baseline']['source']}); reward_accuracy {m['reward_accuracy']:.3f}, "
+          f"policy reward challenger {m['challenger_mean_reward']:.3f} vs baseline "
+          f"{m['baseline_mean_reward']:.3f}, win rate {m['policy_win_rate']:.3f}")
+    if verdict["oracle"]["available"]:
+        print(f"  {verdict['oracle']['label']}: true win rate {m['true_win_rate']:.3f}, true utility "
+              f"challenger {m['challenger_true_utility']:.3f} vs baseline {m['baseline_true_utility']:.3f}")
+    for check in verdict["checks"]:
+        print(f"  [{'pass' if check['passed'] else 'FAIL'}] {check['reason']}")
     return verdict
 
 

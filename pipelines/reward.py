@@ -2,10 +2,12 @@
 
     python -m pipelines.reward
 
-Trains the reward model with TRL's RewardTrainer (Bradley-Terry loss weighted by each pair's
-`weight`), initialised from the SFT model (`reward.init_from: sft`) or a Hub id / local path.
-Writes model/, metrics.json (incl. eval_accuracy on outputs/mix/eval.jsonl) and plots/loss.csv;
-logs params, metrics and the loss curve to MLflow.
+Trains `reward.ensemble_size` reward models with TRL's RewardTrainer (Bradley-Terry loss weighted by
+each pair's `weight`, optional margins from outputs/aggregate/training_weights.parquet), initialised
+from the SFT model (`reward.init_from: sft`) or a Hub id / local path; each is temperature-calibrated
+on outputs/mix/eval.jsonl. Writes model/ (member 0, the registered one), ensemble/ (members 1.. and
+ensemble.json), metrics.json (incl. eval_accuracy, temperature, ensemble_*) and plots/loss.csv; logs
+params, metrics and the loss curve to MLflow. Checkpoints in checkpoints/: a killed run resumes.
 """
 from __future__ import annotations
 
@@ -17,7 +19,8 @@ def main() -> dict:
 
     from driftkeel.io import read_jsonl, write_csv, write_json
     from driftkeel.registry.tracking import stage_run
-    from driftkeel.training.reward import SFT, resolve_init, train_reward
+    from driftkeel.training.common import is_main_process
+    from driftkeel.training.reward import SFT, read_margins, resolve_init, train_reward
 
     st = stage("reward")
     mix, sft_dir = st.outputs / "mix", st.outputs / "sft" / "model"
@@ -26,11 +29,19 @@ def main() -> dict:
             raise SystemExit(f"reward: {path} not found (run the mix stage first)")
     if st.params.init_from == SFT and not sft_dir.exists():
         raise SystemExit(f"reward: {sft_dir} not found (run the sft stage first)")
-    train, evals = read_jsonl(mix / "train.jsonl"), read_jsonl(mix / "eval.jsonl")
+    train_pairs, evals = read_jsonl(mix / "train.jsonl"), read_jsonl(mix / "eval.jsonl")
+    margins = {}
+    if st.params.margin_scale > 0:
+        margins = read_margins(st.outputs / "aggregate" / "training_weights.parquet")
 
+    def train():
+        return train_reward(train_pairs, evals, resolve_init(st.params.init_from, sft_dir), st.out, st.common,
+                            st.params, margins=margins)
+
+    if not is_main_process():  # another process of `accelerate launch`: train, the main one writes
+        return train()["metrics"]
     with stage_run("reward", st.root, st.common, st.params) as run:
-        res = train_reward(train, evals, resolve_init(st.params.init_from, sft_dir), st.out, st.common,
-                           st.params)
+        res = train()
         write_json(st.out / "metrics.json", res["metrics"])
         curve = pd.DataFrame(res["history"], columns=["step", "loss"])
         if res["eval_history"]:
@@ -40,11 +51,13 @@ def main() -> dict:
         for row in res["history"] + res["eval_history"]:
             run.log_metrics({k: v for k, v in row.items() if k != "step"}, step=row["step"])
         run.log_artifact(st.out / "metrics.json")
+        run.log_artifact(st.out / "ensemble" / "ensemble.json")
         run.log_artifact(st.out / "plots", "plots")
 
     m = res["metrics"]
-    print(f"reward: {m['n_train_pairs']} pairs, {m['steps']} steps, eval accuracy {m['eval_accuracy']:.3f}, "
-          f"{m['train_seconds']:.0f}s -> {res['model_dir']}")
+    print(f"reward: {m['ensemble_size']} member(s), {m['n_train_pairs']} pairs, {m['steps']} steps, eval "
+          f"accuracy {m['eval_accuracy']:.3f} (ensemble {m.get('ensemble_eval_accuracy', float('nan')):.3f}), "
+          f"T={m['temperature']:.2f}, {m['train_seconds_all_members']:.0f}s -> {res['model_dir']}")
     return m
 
 

@@ -4,8 +4,10 @@
 
 Fine-tunes the policy on the demonstrations with TRL's SFTTrainer. `sft.model_name_or_path: tiny`
 builds a small GPT-2 from `common.tiny_model` with a BPE tokenizer trained on the demos and the mix
-text; a Hub id or a local path is fine-tuned as is. Writes model/ (safetensors + tokenizer),
-metrics.json and plots/loss.csv; logs params, metrics and the loss curve to MLflow.
+text; a Hub id or a local path is fine-tuned as is (`sft.lora` for LoRA adapters). Writes model/
+(safetensors + tokenizer), metrics.json and plots/loss.csv; logs params, metrics and the loss curve to
+MLflow. Checkpoints in checkpoints/: a killed run resumes. Several GPUs:
+`accelerate launch --config_file configs/accelerate/ddp.yaml -m pipelines.sft` (docs/training.md).
 """
 from __future__ import annotations
 
@@ -17,6 +19,7 @@ def main() -> dict:
 
     from driftkeel.io import read_jsonl, write_csv, write_json
     from driftkeel.registry.tracking import stage_run
+    from driftkeel.training.common import is_main_process
     from driftkeel.training.sft import train_sft
 
     st = stage("sft")
@@ -27,6 +30,8 @@ def main() -> dict:
     mix = read_jsonl(mix_path) if mix_path.exists() else []
     texts = [t for row in mix for t in (row["prompt"], row["chosen"], row["rejected"])]
 
+    if not is_main_process():  # another process of `accelerate launch`: train, the main one writes
+        return train_sft(demos, texts, st.out, st.common, st.params)["metrics"]
     with stage_run("sft", st.root, st.common, st.params) as run:
         res = train_sft(demos, texts, st.out, st.common, st.params)
         write_json(st.out / "metrics.json", res["metrics"])

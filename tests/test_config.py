@@ -1,8 +1,10 @@
+from pathlib import Path
+
 import pytest
 
 from driftkeel.config import ConfigError, load_all, load_section
 
-from conftest import REPO
+REPO = Path(__file__).resolve().parents[1]
 
 
 def test_repo_params_are_valid():

@@ -68,14 +68,17 @@ def rollback(model: str = typer.Option("driftkeel-policy", help="registered mode
 
 
 @app.command("status")
-def status(root: Optional[Path] = typer.Option(None)) -> None:
+def status(root: Optional[Path] = typer.Option(None),
+           as_json: bool = typer.Option(False, "--json", help="the full status as JSON"),
+           prefect: bool = typer.Option(False, "--prefect", help="also count flow runs on PREFECT_API_URL")) -> None:
     """Data version, champion/challenger versions, last drift decision, queue sizes."""
-    from driftkeel.config import load_section
-    from driftkeel.registry import lifecycle
+    from driftkeel.ops.status import project_status, render
 
-    r = _root(root)
-    common, _ = load_section("register", r / "params.yaml")
-    _print(lifecycle.status(r, common))
+    st = project_status(_root(root), prefect=prefect)
+    if as_json:
+        _print(st)
+    else:
+        typer.echo(render(st))
 
 
 HEADLINE = {

@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 
 class _Section(BaseModel):
@@ -63,6 +63,7 @@ class ValidateParams(_Section):
     max_response_chars: int = Field(8000, ge=1)
     max_response_time_s: float = Field(3600, gt=0)
     max_quarantine_fraction: float = Field(0.5, ge=0, le=1)
+    max_future_skew_s: float = Field(300, ge=0)      # a timestamp later than now + this is quarantined
 
 
 class AggregateParams(_Section):
@@ -87,18 +88,63 @@ class AggregateParams(_Section):
     quality_drop_alpha: float = Field(0.01, gt=0, lt=1)
 
 
+_DRIFT_SIGNALS = ("prompt", "output", "perplexity", "label", "reward", "concept")
+_DRIFT_ACTIONS = ("collect-labels", "retrain-reward", "retrain-all")
+
+
 class DecisionParams(_Section):
-    retrain_all_min_signals: int = Field(2, ge=1)
-    collect_labels_min_signals: int = Field(1, ge=1)
+    """Cost-benefit policy of the drift decision (see driftkeel.drift.decision). Units are arbitrary
+    but shared: `loss` is what leaving one alarmed signal unaddressed costs per window, `cost` what an
+    action costs, `coverage[action][signal]` the share of that loss the action removes."""
+    loss: dict[str, float] = {"prompt": 6.0, "output": 6.0, "perplexity": 6.0,
+                              "label": 4.0, "reward": 4.0, "concept": 4.0}
+    cost: dict[str, float] = {"collect-labels": 1.0, "retrain-reward": 3.0, "retrain-all": 6.0}
+    coverage: dict[str, dict[str, float]] = {
+        "collect-labels": {"prompt": 0.5, "output": 0.5, "perplexity": 0.5, "label": 0.25, "reward": 0.25,
+                           "concept": 0.25},
+        "retrain-reward": {"prompt": 0.5, "output": 0.5, "perplexity": 0.5, "label": 1.0, "reward": 1.0,
+                           "concept": 1.0},
+        "retrain-all": {s: 1.0 for s in _DRIFT_SIGNALS},
+    }
+
+    @field_validator("loss")
+    @classmethod
+    def _known_signals(cls, v: dict[str, float]) -> dict[str, float]:
+        bad = sorted(set(v) - set(_DRIFT_SIGNALS))
+        if bad or any(x < 0 for x in v.values()):
+            raise ValueError(f"loss: signals must be among {_DRIFT_SIGNALS} with values >= 0 (got {v})")
+        return v
+
+    @field_validator("cost")
+    @classmethod
+    def _known_actions(cls, v: dict[str, float]) -> dict[str, float]:
+        if set(v) != set(_DRIFT_ACTIONS) or any(x < 0 for x in v.values()):
+            raise ValueError(f"cost: give a value >= 0 for each of {_DRIFT_ACTIONS} (got {v})")
+        return v
+
+    @field_validator("coverage")
+    @classmethod
+    def _coverage(cls, v: dict[str, dict[str, float]]) -> dict[str, dict[str, float]]:
+        if set(v) != set(_DRIFT_ACTIONS):
+            raise ValueError(f"coverage: give one mapping per action {_DRIFT_ACTIONS}")
+        for a, m in v.items():
+            if set(m) - set(_DRIFT_SIGNALS) or any(not 0 <= x <= 1 for x in m.values()):
+                raise ValueError(f"coverage.{a}: signals among {_DRIFT_SIGNALS}, shares in [0, 1] (got {m})")
+        return v
 
 
 class DriftParams(_Section):
     reference_batches: int = Field(2, ge=1)
     min_window: int = Field(30, ge=2)
-    alpha: float = Field(0.05, gt=0, lt=1)
+    alpha: float = Field(0.05, gt=0, lt=1)              # family false-alarm rate per window
     n_permutations: int = Field(300, ge=19)
-    max_window: int = Field(600, ge=10)
+    max_window: int = Field(1000, ge=10)                # permutation tests subsample larger windows (seeded)
     surrogate_features: Literal["hashing", "minilm"] = "hashing"
+    output_features: Literal["hashing", "minilm", "none"] = "hashing"  # response embeddings
+    clusters: bool = True                                # k-means cluster report of the prompts
+    topics: int = Field(8, ge=0)                         # LDA topics of the prompt texts (0 = off)
+    reward_ensemble: int = Field(3, ge=1)                # surrogate reward members (spread = disagreement)
+    perplexity_model: str | None = None                  # local causal-LM dir: the policy for perplexity drift
     decision: DecisionParams = DecisionParams()
 
 
@@ -115,11 +161,22 @@ class MixParams(_Section):
     eval_fraction: float = Field(0.1, ge=0, lt=1)
 
 
+class LoraParams(_Section):
+    """LoRA adapters via peft; the saved model has the adapters merged (a plain HF model dir)."""
+    enabled: bool = False
+    r: int = Field(8, ge=1)
+    alpha: float = Field(16.0, gt=0)
+    dropout: float = Field(0.05, ge=0, lt=1)
+    target_modules: list[str] | Literal["all-linear"] = "all-linear"
+
+
 class TrainParams(_Section):
     epochs: float = Field(1, gt=0)
     learning_rate: float = Field(1e-3, gt=0)
     batch_size: int = Field(16, ge=1)
     max_steps: int = -1
+    checkpoint_every: int = Field(0, ge=0)   # optimiser steps between checkpoints; 0 = about 4 per run
+    lora: LoraParams = LoraParams()
 
 
 class SftParams(TrainParams):
@@ -129,6 +186,10 @@ class SftParams(TrainParams):
 class RewardParams(TrainParams):
     init_from: str = "sft"
     center_rewards_coefficient: float | None = Field(None, ge=0)  # keeps rewards near 0 (TRL option)
+    ensemble_size: int = Field(1, ge=1)      # member 0 = outputs/reward/model; others in members/
+    bootstrap: bool = True                   # members 1.. train on a seeded bootstrap resample
+    margin_scale: float = Field(0.0, ge=0)   # BT margin = scale x aggregate margin (0 = no margins)
+    calibrate: bool = True                   # fit a temperature on the held-out pairs (mix eval)
 
 
 class PpoParams(_Section):
@@ -142,6 +203,26 @@ class PpoParams(_Section):
     ppo_epochs: int = Field(4, ge=1)                 # optimisation passes over each rollout batch
     temperature: float = Field(0.7, gt=0)            # rollout sampling temperature
     missing_eos_penalty: float | None = Field(None, ge=0)  # subtracted from the score without eos
+    checkpoint_every: int = Field(0, ge=0)           # PPO updates between checkpoints; 0 = about 4 per run
+
+
+class DpoParams(_Section):
+    beta: float = Field(0.1, gt=0)                   # strength of the implicit KL to the SFT policy
+    epochs: float = Field(1, gt=0)
+    learning_rate: float = Field(5e-4, gt=0)
+    batch_size: int = Field(16, ge=1)
+    max_steps: int = -1
+    checkpoint_every: int = Field(0, ge=0)
+
+
+class RlParams(_Section):
+    """Which algorithm the policy stage (`ppo`) runs; rloo/grpo reuse the `ppo` section's episodes,
+    batch size, learning rate, response length, temperature and kl_coef."""
+    algorithm: Literal["ppo", "rloo", "grpo", "dpo"] = "ppo"
+    reward_lambda: float = Field(1.0, ge=0)          # conservative reward: ensemble mean - lambda * std
+    num_generations: int = Field(4, ge=2)            # rloo / grpo: completions per prompt
+    lora: LoraParams = LoraParams()
+    dpo: DpoParams = DpoParams()
 
 
 class EvaluateParams(_Section):
@@ -149,11 +230,52 @@ class EvaluateParams(_Section):
     max_policy_reward_drop: float = Field(0.1, ge=0)
     n_samples: int = Field(64, ge=1)
     temperature: float = Field(0.7, ge=0)  # policy sampling for the reward comparison; 0 = greedy
+    # gate thresholds (null = report the metric only); see src/driftkeel/evaluation/gate.py
+    min_policy_win_rate: float | None = Field(0.5, ge=0, le=1)       # vs baseline, under the new RM
+    max_reward_accuracy_drop: float | None = Field(0.05, ge=0, le=1)  # champion RM - challenger, new slice
+    max_forgetting: float | None = Field(0.1, ge=0, le=1)            # champion RM - challenger, old slice
+    max_topic_gap: float | None = Field(0.3, ge=0, le=1)             # best - worst topic RM accuracy
+    min_true_win_rate: float | None = Field(0.5, ge=0, le=1)         # simulator oracle only
+    old_slice: str = "pre"                  # eval `slice` label of the pre-drift set
+    new_slice: str = "post"                 # ... and of the current one
+    min_slice_pairs: int = Field(20, ge=1)  # topics with fewer eval pairs are left out of the gap
+    calibration_bins: int = Field(10, ge=2)
 
 
 class RegisterParams(_Section):
     policy_model_name: str = "driftkeel-policy"
     reward_model_name: str = "driftkeel-reward"
+
+
+class InboxParams(_Section):
+    folder: str = "inbox"                   # new batch files dropped here become data/stream/batch_NNN.jsonl
+    pattern: str = "*.jsonl"
+    version: bool = True                    # `dvc add data` once a new batch passed the validate stage
+    git_commit: bool = True                 # then commit data.dvc (only when the project is a git repo)
+    dvc_push: bool = True                   # then `dvc push data.dvc` (only when a default remote is set)
+
+
+class NotifyParams(_Section):
+    enabled: bool = False
+    webhook_url: str | None = None          # POST a JSON message here (has a Slack-style "text" field)
+    prefect_block: str | None = None        # a saved Prefect notification block, "<block-type-slug>/<name>"
+    events: list[Literal["drift-alarm", "gate-failed", "flow-failed"]] = ["drift-alarm", "gate-failed",
+                                                                           "flow-failed"]
+    timeout_s: float = Field(10.0, gt=0)
+
+
+class DaskParams(_Section):
+    address: str | None = None              # a running Dask scheduler (tcp://host:8786); null: a local cluster
+    n_workers: int = Field(2, ge=1)          # local cluster only
+    threads_per_worker: int = Field(1, ge=1)
+    shard_size: int = Field(5000, ge=100)   # texts per shard (embedding, drift statistics, scoring)
+
+
+class OpsParams(_Section):
+    """Operations (Prefect flows only; no DVC stage reads this section)."""
+    inbox: InboxParams = InboxParams()
+    notify: NotifyParams = NotifyParams()
+    dask: DaskParams = DaskParams()
 
 
 SECTIONS: dict[str, type[_Section]] = {
@@ -167,8 +289,10 @@ SECTIONS: dict[str, type[_Section]] = {
     "sft": SftParams,
     "reward": RewardParams,
     "ppo": PpoParams,
+    "rl": RlParams,
     "evaluate": EvaluateParams,
     "register": RegisterParams,
+    "ops": OpsParams,
 }
 
 

@@ -1,10 +1,12 @@
 import json
 
+from pathlib import Path
+
 import pytest
 
 from driftkeel.data.loaders import load_hh_dialogues, split_dialogue
 
-from conftest import SHARED_DATA
+SHARED_DATA = Path(__file__).resolve().parents[3] / "shared" / "data"
 
 HH = SHARED_DATA / "hh_harmless_sample.jsonl"
 

@@ -41,18 +41,26 @@ def embedder(tmp_path):
 
 def test_stream_flags_new_topics_not_reference(embedder, tmp_path):
     params = DriftParams(reference_batches=2, min_window=20, n_permutations=99)
-    report, plots = analyse_stream(_stream(), None, params, embedder, seed=0)
+    report, plots = analyse_stream(_stream(), None, params, embedder, seed=0, output_embedder=embedder)
     hist = {h["batch"]: h for h in report["history"]}
     assert not hist[0]["alarm"] and not hist[1]["alarm"] and not hist[2]["alarm"]
     assert hist[3]["alarm"] and report["current_batch"] == 3
     assert report["status"] == "alarm" and report["decision"]["action"] != "none"
     prompt = next(t for t in report["tests"] if t["signal"] == "prompt")
-    assert prompt["alpha"] == pytest.approx(0.05 / prompt["n_tests_in_family"])
+    assert prompt["alpha"] == pytest.approx(0.05 / prompt["n_signals_in_family"])
+    assert {t["test"] for t in report["tests"]} >= {"prompt_embedding", "output_text_stats", "output_embedding",
+                                                    "label_agreement_mwu", "reward_score_ks", "reward_margin_ks",
+                                                    "reward_ensemble_disagreement", "reward_accuracy_drop",
+                                                    "reward_mcnemar", "length_preference_fisher", "perplexity_ks"}
+    new = report["clusters"]["new_clusters"]
+    assert new and any(w in " ".join(new[0]["top_words"]) for w in ("crypto", "nft", "validator", "wallet",
+                                                                     "smart", "staking", "minting", "auditing"))
     out = write_outputs(tmp_path / "drift", report, plots)
     for p in out["paths"].values():
         assert p.exists()
     html = (tmp_path / "drift" / "report.html").read_text()
     assert html.count("data:image/png;base64,") >= 3 and "http" not in html.split("<body>")[1][:2000]
+    assert "Prompt clusters" in html and "New clusters" in html
     hist_csv = pd.read_csv(tmp_path / "drift" / "plots" / "history.csv")
     assert {"batch", "mmd2", "p_value", "alarm"} <= set(hist_csv.columns) and len(hist_csv) == 4
     metrics = json.loads((tmp_path / "drift" / "metrics.json").read_text())
@@ -92,3 +100,23 @@ def test_drift_check_two_windows(embedder, tmp_path):
     assert rep["inputs"]["reference_skipped_lines"] == {"invalid_json": 1, "not_an_object": 1}
     assert rep["inputs"]["reference_rows_without_text"] == 1
     assert (tmp_path / "out" / "report.html").exists() and (tmp_path / "out" / "decision.json").exists()
+
+
+@pytest.mark.parametrize("current,why", [
+    ([], "empty window"),
+    ([{"prompt": f"How do I go about {OLD[i % 8]} #{i}"} for i in range(10)], "below min_window"),
+    ([{"prompt": 3}, {"prompt": None}, {"prompt": ["x"]}, {"prompt": "  "}] * 15, "empty window"),
+    ([{"prompt": "the very same prompt"}] * 60, "below min_window"),     # one distinct prompt
+])
+def test_bad_current_windows_give_insufficient_data_not_an_alarm(embedder, current, why):
+    ref = [{"prompt": f"How do I go about {OLD[i % 8]} #{i}"} for i in range(60)]
+    rep = drift_check(ref, current, DriftParams(min_window=20, n_permutations=99), embedder=embedder)
+    assert rep["status"] == "insufficient data" and rep["decision"]["action"] == "none"
+    assert why in rep["tests"][0]["reason"]
+
+
+def test_identical_prompts_with_distinct_ids_are_insufficient_too(embedder):
+    ref = [{"prompt": f"How do I go about {OLD[i % 8]} #{i}"} for i in range(60)]
+    same = [{"prompt": "the very same prompt", "prompt_id": str(i)} for i in range(60)]
+    rep = drift_check(ref, same, DriftParams(min_window=20, n_permutations=99), embedder=embedder)
+    assert rep["status"] == "insufficient data" and "identical" in rep["tests"][0]["reason"]

@@ -96,3 +96,19 @@ def test_mmd_is_seeded():
     rng = np.random.default_rng(3)
     X, Y = rng.normal(size=(30, 4)), rng.normal(size=(30, 4))
     assert mmd_permutation_test(X, Y, 99, seed=5).p_value == mmd_permutation_test(X, Y, 99, seed=5).p_value
+
+
+def test_kl_divergence_known_value_and_smoothing():
+    from driftkeel.drift.stats import kl_divergence
+
+    assert kl_divergence([1, 3], [1, 3], smoothing=0) == pytest.approx(0.0)
+    p, q = np.array([0.25, 0.75]), np.array([0.5, 0.5])
+    assert kl_divergence([1, 3], [2, 2], smoothing=0) == pytest.approx(float(np.sum(p * np.log(p / q))))
+    assert np.isfinite(kl_divergence([5, 0], [0, 5]))          # an empty bin stays finite with smoothing
+
+
+def test_divergences_of_a_shift():
+    from driftkeel.drift.stats import divergences
+
+    d = divergences(np.zeros(20), np.full(20, 4.0), n_bins=4)
+    assert d["wasserstein"] == pytest.approx(4.0) and d["js_nats"] == pytest.approx(math.log(2))

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from conftest import REPO
+REPO = Path(__file__).resolve().parents[2]
 
 STAGES = ["validate", "aggregate", "drift", "select", "mix", "sft", "reward", "ppo", "evaluate", "register"]
 

@@ -66,7 +66,9 @@ def eval_project(tmp_path, tiny_models, monkeypatch):
     root = tmp_path / "proj"
     params = yaml.safe_load((REPO / "params.yaml").read_text())
     params["evaluate"].update({"min_reward_accuracy": 0.0, "max_policy_reward_drop": 1000.0,
-                               "n_samples": 4})
+                               "n_samples": 4, "min_policy_win_rate": 0.0, "max_reward_accuracy_drop": 1.0,
+                               "max_forgetting": 1.0, "max_topic_gap": 1.0, "min_true_win_rate": 0.0,
+                               "min_slice_pairs": 1})
     params["common"]["max_response_tokens"] = 6
     root.mkdir()
     (root / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))

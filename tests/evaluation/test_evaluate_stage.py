@@ -51,7 +51,15 @@ def test_evaluate_then_register_then_evaluate_against_the_champion(eval_project)
                 "challenger_mean_reward", "baseline_mean_reward", "policy_reward_drop", "gate_passed"):
         assert isinstance(metrics[key], (int, float)), key
     assert metrics["n_eval_pairs_pre"] == 5 and metrics["n_policy_prompts"] == 4
-    assert (out / "evaluate" / "plots" / "slices.csv").read_text().splitlines()[0] == "slice,accuracy,n"
+    assert (out / "evaluate" / "plots" / "slices.csv").read_text().splitlines()[0] == \
+        "slice,accuracy,n,precision,recall,f1,ece,ece_raw"
+    for key in ("reward_precision", "reward_recall", "reward_f1", "reward_ece", "reward_temperature",
+                "reward_accuracy_topic_gap", "policy_win_rate", "policy_win_rate_pre"):
+        assert isinstance(metrics[key], (int, float)), key
+    assert metrics["has_champion_reward"] == 0 and metrics["oracle_available"] == 0
+    skipped = {c["name"]: c for c in verdict["checks"] if c["skipped"]}
+    assert set(skipped) == {"reward_accuracy_drop", "forgetting", "true_win_rate"}
+    assert skipped["forgetting"]["reason"] == "forgetting: skipped (no champion reward model to compare with)"
     samples = [json.loads(x) for x in (out / "evaluate" / "samples.jsonl").read_text().splitlines()]
     assert [s["prompt_id"] for s in samples] == ["q0", "q1", "q2", "q3"]
     assert metrics["challenger_mean_reward"] == pytest.approx(
@@ -71,6 +79,16 @@ def test_evaluate_then_register_then_evaluate_against_the_champion(eval_project)
     assert verdict["baseline"]["source"] == "champion" and verdict["baseline"]["version"] == 1
     assert verdict["baseline"]["path"] == "models:/driftkeel-policy/1"
     assert verdict["metrics"]["policy_reward_drop"] == 0.0
+    # ... and the champion reward model is the challenger's: same pairs, same scores, no drop at all
+    m = verdict["metrics"]
+    assert m["has_champion_reward"] == 1 and verdict["champion_reward"]["version"] == 1
+    assert verdict["champion_reward"]["path"] == "models:/driftkeel-reward/1"
+    assert m["forgetting"] == 0.0 and m["reward_accuracy_drop_new"] == 0.0
+    assert m["champion_reward_accuracy"] == m["reward_accuracy"]
+    assert m["policy_win_rate"] == 0.5  # identical generations: every prompt is a tie
+    assert not [c for c in verdict["checks"] if c["skipped"] and c["name"] != "true_win_rate"]
+    table = (out / "evaluate" / "plots" / "slices.csv").read_text().splitlines()
+    assert table[0].endswith(",champion_accuracy")
 
 
 @pytest.mark.slow
@@ -110,3 +128,71 @@ def test_run_evaluation_refuses_a_half_written_model(eval_project):
                        pairs_path=eval_project / "data/eval/pairs.jsonl",
                        prompts_path=eval_project / "data/eval/prompts.jsonl",
                        policy_model_name="driftkeel-policy", max_new_tokens=4, seed=0)
+
+
+class NoRegistry:
+    """An MLflow client whose registry holds no model (no champions): run_evaluation without a store."""
+
+    def get_registered_model(self, name):
+        from mlflow.exceptions import MlflowException
+        from mlflow.protos.databricks_pb2 import RESOURCE_DOES_NOT_EXIST
+
+        raise MlflowException(f"{name} not found", error_code=RESOURCE_DOES_NOT_EXIST)
+
+
+def _evaluate(root, params, **kw):
+    return run_evaluation(params=params, reward_dir=root / "outputs/reward/model",
+                          challenger_dir=root / "outputs/ppo/model", sft_dir=root / "outputs/sft/model",
+                          pairs_path=root / "data/eval/pairs.jsonl", prompts_path=root / "data/eval/prompts.jsonl",
+                          policy_model_name="driftkeel-policy", reward_model_name="driftkeel-reward",
+                          max_new_tokens=4, seed=0, client=NoRegistry(), data_dir=root / "data", **kw)
+
+
+def _params(root):
+    import yaml
+
+    return EvaluateParams(**yaml.safe_load((root / "params.yaml").read_text())["evaluate"])
+
+
+@pytest.mark.slow
+def test_oracle_metrics_only_with_simulator_ground_truth(eval_project):
+    """data/ground_truth/ present -> true-utility metrics (labelled ORACLE), recomputable by hand."""
+    from driftkeel.data.simulator import true_utility
+
+    plain = _evaluate(eval_project, _params(eval_project))
+    assert plain.metrics["oracle_available"] == 0 and "true_win_rate" not in plain.metrics
+    assert plain.verdict["oracle"] == {"available": False, "label": None}
+    (eval_project / "data" / "ground_truth").mkdir(parents=True)
+    (eval_project / "data" / "ground_truth" / "truth.json").write_text("{}")
+    res = _evaluate(eval_project, _params(eval_project))
+    m, verdict = res.metrics, res.verdict
+    assert m["oracle_available"] == 1 and verdict["oracle"]["label"].startswith("ORACLE")
+    for s in res.samples:
+        concept = "pre" if s["slice"] == "pre" else "post"
+        assert s["challenger_true_utility"] == true_utility(s["prompt"], s["challenger_response"], concept)
+        assert s["baseline_true_utility"] == true_utility(s["prompt"], s["baseline_response"], concept)
+    ch = np.array([s["challenger_true_utility"] for s in res.samples])
+    bl = np.array([s["baseline_true_utility"] for s in res.samples])
+    assert m["true_win_rate"] == pairwise_accuracy(ch, bl)
+    assert m["true_utility_gain"] == pytest.approx(ch.mean() - bl.mean())
+    check = next(c for c in verdict["checks"] if c["name"] == "true_win_rate")
+    assert not check["skipped"] and check["reason"].startswith("true_win_rate ")
+    assert "true_win_rate" in res.policy_table.columns
+    # the oracle never changes what the learned reward model says
+    assert {k: v for k, v in m.items() if not k.startswith(("true_", "oracle", "challenger_true",
+                                                             "baseline_true", "gate"))} == pytest.approx(
+        {k: v for k, v in plain.metrics.items() if not k.startswith(("oracle", "gate"))}, nan_ok=True)
+
+
+@pytest.mark.slow
+def test_gate_thresholds_come_from_params(eval_project):
+    params = _params(eval_project).model_copy(update={"min_policy_win_rate": 1.0, "max_topic_gap": None})
+    verdict = _evaluate(eval_project, params).verdict
+    checks = {c["name"]: c for c in verdict["checks"]}
+    assert "topic_gap" not in checks  # null threshold: reported, not checked
+    assert "reward_accuracy_topic_gap" in verdict["metrics"]
+    wr = verdict["metrics"]["policy_win_rate"]
+    assert checks["policy_win_rate"]["threshold"] == 1.0 and checks["policy_win_rate"]["passed"] is (wr >= 1.0)
+    assert verdict["passed"] is all(c["passed"] for c in checks.values())
+    assert verdict["thresholds"]["min_policy_win_rate"] == 1.0
+    assert verdict["baseline"]["source"] == "sft" and verdict["champion_reward"] is None

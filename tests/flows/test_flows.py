@@ -6,7 +6,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from conftest import DVC, MONITOR, REPO, RETRAIN, set_decision  # tests/flows/conftest.py
+from flows_conftest import DVC, MONITOR, REPO, RETRAIN, set_decision
 
 from flows.monitoring import RETRAINING_DEPLOYMENT, decision_action, monitoring
 from flows.retraining import retraining
@@ -129,7 +129,11 @@ def test_under_a_deployment_retraining_is_started_through_run_deployment(dvc_pro
     assert run.parameters["root"] == str(dvc_project)
     assert run.parameters["reason"] == "drift decision retrain-reward"
     assert run.state.is_scheduled()
+    assert run.parameters["drift_report"] == (dvc_project / "outputs/drift/report.html").resolve().as_uri()
     assert "select" not in locked_stages(dvc_project)  # handed over, not run here
+    with get_client(sync_client=True) as client:  # nobody will run it: leave the shared server clean
+        client.delete_flow_run(run.id)
+        client.delete_deployment(deployment_id)
 
 
 def test_prefect_yaml_declares_scheduled_deployments_of_these_flows():

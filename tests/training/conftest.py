@@ -9,6 +9,7 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+os.environ.setdefault("TRL_EXPERIMENTAL_SILENCE", "1")
 
 from training_task import COMMON, DEMOS, PAIRS, REWARD, SFT, TEXTS  # noqa: E402
 
@@ -26,4 +27,5 @@ def reward_run(tmp_path_factory, sft_run) -> dict:
     from driftkeel.training.reward import train_reward
 
     out = tmp_path_factory.mktemp("reward")
-    return train_reward(PAIRS[::2], PAIRS[1::2], sft_run["model_dir"], out, COMMON, REWARD)
+    params = REWARD.model_copy(update={"ensemble_size": 2})  # member 1: bootstrap resample, seed + 1
+    return train_reward(PAIRS[::2], PAIRS[1::2], sft_run["model_dir"], out, COMMON, params)

@@ -1,6 +1,8 @@
 """Reward model training, scoring and pairwise accuracy."""
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 import torch
@@ -9,9 +11,15 @@ from training_task import PAIRS, REWARD, TEXTS, TINY
 from driftkeel.training import models as M
 from driftkeel.training.reward import (
     WeightedRewardTrainer,
+    attach_margins,
+    bootstrap_pairs,
+    ensemble_members,
+    get_calibration,
     pairwise_accuracy,
+    read_margins,
     resolve_init,
     score,
+    set_calibration,
 )
 
 
@@ -110,3 +118,78 @@ def test_reward_trains_saves_and_scores(reward_run, sft_run):
     prompts, responses = [p["prompt"] for p in held], [p["chosen"] for p in held]
     np.testing.assert_array_equal(score(reward_run["model_dir"], prompts, responses),
                                   score((rm, tok), prompts, responses))
+
+
+def test_bootstrap_pairs_is_a_seeded_poisson_resample():
+    pairs = [{**p, "weight": 0.5} for p in PAIRS]
+    a, b = bootstrap_pairs(pairs, seed=3), bootstrap_pairs(pairs, seed=3)
+    assert a == b and a != bootstrap_pairs(pairs, seed=4)
+    counts = np.random.default_rng(3).poisson(1.0, size=len(pairs))
+    assert [p["pair_id"] for p in a] == [p["pair_id"] for p, c in zip(pairs, counts) if c > 0]
+    assert [p["weight"] for p in a] == [0.5 * c for c in counts if c > 0]
+    assert len(bootstrap_pairs(pairs[:1], seed=0)) == 1  # never empty
+
+
+def test_margins_from_the_aggregate_weights(tmp_path):
+    import pandas as pd
+
+    path = tmp_path / "training_weights.parquet"
+    pd.DataFrame({"comparison_id": ["garden-0", "garden-1", "x"], "margin": [2.0, None, 1.0],
+                  "weight": [1.0, 1.0, 1.0]}).to_parquet(path)
+    margins = read_margins(path)
+    assert margins == {"garden-0": 2.0, "x": 1.0}
+    assert read_margins(tmp_path / "missing.parquet") == {}
+    out = attach_margins(PAIRS[:3], margins, scale=0.25)
+    assert [p["margin"] for p in out] == [0.5, 0.0, 0.0]
+
+
+def test_weighted_loss_subtracts_the_margin():
+    class Out:
+        def __init__(self, logits):
+            self.logits = logits
+
+    class Stub(WeightedRewardTrainer):
+        def __init__(self):
+            pass
+
+    stub = Stub()
+    stub.args = type("A", (), {"center_rewards_coefficient": None})()
+    import trl.trainer.reward_trainer as rt
+
+    orig = rt.RewardTrainer.compute_loss
+    rt.RewardTrainer.compute_loss = lambda self, model, inputs, return_outputs=False, **k: (
+        torch.tensor(0.0), Out(torch.tensor([[2.0], [1.0]])))  # chosen 2, rejected 1
+    try:
+        loss = stub.compute_loss(None, {"weight": torch.tensor([1.0]), "margin": torch.tensor([0.5])})
+    finally:
+        rt.RewardTrainer.compute_loss = orig
+    assert loss.item() == pytest.approx(-torch.nn.functional.logsigmoid(torch.tensor(0.5)).item())
+
+
+def test_calibration_record_roundtrip(random_rm):
+    model = random_rm[0]
+    assert get_calibration(model) == (1.0, 0.0)
+    set_calibration(model, 0.8, -0.25)
+    assert get_calibration(model) == (0.8, -0.25)
+    assert M.get_lengths(model) == M.get_lengths(model)  # the length record is kept beside it
+    model.config.driftkeel = {k: v for k, v in model.config.driftkeel.items()
+                              if k not in ("temperature", "reward_offset")}
+
+
+@pytest.mark.slow
+def test_reward_ensemble_members_manifest_and_calibration(reward_run):
+    m = reward_run["metrics"]
+    assert m["ensemble_size"] == 2 and len(reward_run["member_dirs"]) == 2
+    out = Path(reward_run["model_dir"]).parent
+    assert ensemble_members(out) == [out / "model", out / "ensemble" / "member-1"]
+    assert not (out / "checkpoints").exists()
+    m0, m1 = reward_run["members"]
+    assert m1["n_train_pairs"] < m0["n_train_pairs"]  # the bootstrap leaves ~37% of the pairs out
+    for d, mm in zip(reward_run["member_dirs"], reward_run["members"]):
+        rm, _ = M.load_reward_model(d)
+        assert get_calibration(rm) == (pytest.approx(mm["temperature"]), pytest.approx(mm["reward_offset"]))
+        assert 0.1 <= mm["temperature"] <= 20.0
+    a0, _ = M.load_reward_model(reward_run["member_dirs"][0])
+    a1, _ = M.load_reward_model(reward_run["member_dirs"][1])
+    assert not torch.equal(a0.score.weight, a1.score.weight)
+    assert 0.0 <= m["ensemble_eval_accuracy"] <= 1.0 and m["ensemble_mean_std"] > 0

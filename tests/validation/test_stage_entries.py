@@ -114,4 +114,4 @@ def test_validate_fails_when_too_much_is_quarantined_but_writes_outputs(project)
     with pytest.raises(SystemExit, match="quarantined"):
         _run("validate")
     m = read_json(project / "outputs" / "validate" / "metrics.json")
-    assert (m["rows_in"], m["rows_clean"], m["rows_quarantined"]) == (28, 6, 22)
+    assert (m["rows_in"], m["rows_clean"], m["rows_quarantined"]) == (49, 9, 40)

@@ -12,6 +12,7 @@ from driftkeel.validation import CLEAN_COLUMNS, read_annotators, read_golden, va
 
 BAD = Path(__file__).resolve().parents[1] / "data" / "bad"
 F0, F1 = "stream/batch_000.jsonl", "stream/batch_001.jsonl"
+F2, F3 = "stream/batch_002.jsonl", "stream/batch_003.jsonl"
 X = "expect_column_values_to_"
 
 EXPECTED_QUARANTINE = {
@@ -38,6 +39,24 @@ EXPECTED_QUARANTINE = {
     (F0, 25): [f"{X}be_unique:judgement_id", f"{X}be_in_set:label"],
     (F0, 26): [f"{X}be_unique:judgement_id"],
     (F1, 3): [f"{X}be_unique:judgement_id"],
+    (F2, 2): ["expect_compound_columns_to_be_unique:comparison_id/annotator_id"],
+    (F2, 3): ["comparison_mismatch"],
+    (F2, 4): [f"{X}not_be_in_set:comparison_id"],
+    (F2, 5): ["timestamp_in_future"],
+    (F2, 6): ["timestamp_out_of_order"],
+    (F2, 7): [f"{X}not_match_regex:prompt"],
+    (F2, 8): [f"{X}not_match_regex:judgement_id", f"{X}not_match_regex:comparison_id"],
+    (F2, 9): [f"{X}not_match_regex:comparison_id"],
+    (F2, 10): ["invalid_unicode:prompt"],
+    (F2, 11): ["duplicate_key:label"],
+    (F2, 12): [f"{X}not_match_regex:timestamp"],
+    (F2, 13): ["expect_column_value_lengths_to_be_between:prompt"],
+    (F2, 15): [f"{X}be_in_set:label", "comparison_mismatch"],
+    (F2, 17): ["comparison_mismatch"],
+    (F2, 18): [f"{X}not_match_regex:policy_version"],
+    (F2, 19): ["expect_column_value_lengths_to_be_between:prompt_id"],
+    (F3, 1): [f"{X}be_in_set:label"],
+    (F3, 2): ["malformed_json"],
 }
 
 
@@ -49,9 +68,10 @@ def result():
 
 def test_counts_and_invariant(result):
     m = result.metrics
-    assert (m["rows_in"], m["rows_clean"], m["rows_quarantined"], m["rows_blank"]) == (28, 6, 22, 2)
+    assert (m["rows_in"], m["rows_clean"], m["rows_quarantined"], m["rows_blank"]) == (49, 9, 40, 2)
     assert m["rows_in"] == m["rows_clean"] + m["rows_quarantined"]
-    assert m["rows_extra_fields"] == 1 and m["n_files"] == 2
+    assert m["rows_extra_fields"] == 1 and m["n_files"] == 4
+    assert m["files_fully_quarantined"] == 1
 
 
 def test_every_quarantined_row_and_its_reasons(result):
@@ -63,23 +83,26 @@ def test_clean_rows_are_exactly_the_valid_ones(result):
     clean = result.clean
     assert list(clean.columns) == CLEAN_COLUMNS
     assert list(zip(clean["source_file"], clean["line_no"], clean["judgement_id"])) == [
-        (F0, 1, "j1"), (F0, 2, "j2"), (F0, 18, "12345"), (F0, 27, "j16"), (F1, 1, "j20"), (F1, 2, "j21")]
+        (F0, 1, "j1"), (F0, 2, "j2"), (F0, 18, "12345"), (F0, 27, "j16"), (F1, 1, "j20"), (F1, 2, "j21"),
+        (F2, 1, "j30"), (F2, 14, "j43"), (F2, 16, "j45")]
     row = clean.iloc[2]  # coerced from strings and ints
     assert (row["batch"], row["response_time_s"], row["is_golden"]) == (0, 12.5, False)
     assert str(clean["batch"].dtype) == "int64" and str(clean["is_golden"].dtype) == "bool"
     assert str(clean["response_time_s"].dtype) == "float64"
-    assert clean["is_golden"].tolist() == [True, False, False, False, False, False]
+    assert clean["is_golden"].tolist() == [True] + [False] * 8
     assert set(JUDGEMENT_COLUMNS) <= set(clean.columns)
 
 
 def test_reason_counts_in_metrics(result):
     m = result.metrics
     assert m["quarantine_expect_column_values_to_be_unique:judgement_id"] == 4
-    assert m["quarantine_expect_column_values_to_be_in_set:label"] == 2
+    assert m["quarantine_expect_column_values_to_be_in_set:label"] == 4
     assert m["quarantine_expect_column_values_to_match_regex:prompt"] == 2
     assert m["quarantine_expect_column_values_to_be_dateutil_parseable:timestamp"] == 2
     assert m["quarantine_coerce_type:batch"] == 2
-    assert (m["quarantine_invalid_utf8"], m["quarantine_malformed_json"], m["quarantine_not_a_json_object"]) == (1, 1, 2)
+    assert (m["quarantine_invalid_utf8"], m["quarantine_malformed_json"], m["quarantine_not_a_json_object"]) == (1, 2, 2)
+    assert m["quarantine_comparison_mismatch"] == 3 and m["quarantine_timestamp_in_future"] == 1
+    assert m["quarantine_expect_compound_columns_to_be_unique:comparison_id/annotator_id"] == 1
     # stable keys: reasons that did not occur are reported as 0
     assert m["quarantine_expect_column_value_lengths_to_be_between:response_b"] == 0
     assert m["quarantine_coerce_type:prompt"] == 0
@@ -99,7 +122,10 @@ def test_quarantine_records(result):
 def test_batches_table(result):
     assert result.batches.to_dict("records") == [
         {"batch": 0, "rows_in": 25, "rows_clean": 4, "rows_quarantined": 21},
-        {"batch": 1, "rows_in": 3, "rows_clean": 2, "rows_quarantined": 1}]
+        {"batch": 1, "rows_in": 3, "rows_clean": 2, "rows_quarantined": 1},
+        {"batch": 2, "rows_in": 19, "rows_clean": 3, "rows_quarantined": 16},
+        {"batch": 3, "rows_in": 2, "rows_clean": 0, "rows_quarantined": 2}]
+    assert result.warnings[0] == "stream/batch_003.jsonl: all 2 rows quarantined"
 
 
 def test_suite_is_real_gx_and_saved_as_json(result):
@@ -107,7 +133,7 @@ def test_suite_is_real_gx_and_saved_as_json(result):
     assert "expect_column_values_to_be_unique" in types and "expect_table_columns_to_match_set" in types
     golden = [e for e in result.suite["expectations"]
               if e["type"] == "expect_column_values_to_be_in_set" and e["kwargs"]["column"] == "comparison_id"][0]
-    assert golden["kwargs"]["value_set"] == ["c1"] and golden["kwargs"]["row_condition"]["column"]["name"] == "is_golden"
+    assert golden["kwargs"]["value_set"] == ["c1", "c5"] and golden["kwargs"]["row_condition"]["column"]["name"] == "is_golden"
     json.dumps(result.suite)
     failed = {e["reason"] for e in result.expectations if not e["success"]}
     assert "expect_column_values_to_be_in_set:annotator_id" in failed
@@ -115,7 +141,7 @@ def test_suite_is_real_gx_and_saved_as_json(result):
 
 def test_params_change_the_suite():
     strict = ValidateParams(max_response_time_s=5)
-    res = validate_stream(stream_files(BAD)[1:], ["c1"], ["ann-1", "ann-2", "ann-3"], strict)
+    res = validate_stream(stream_files(BAD)[1:2], ["c1"], ["ann-1", "ann-2", "ann-3"], strict)
     assert res.metrics["rows_clean"] == 0
     assert res.metrics["quarantine_expect_column_values_to_be_between:response_time_s"] == 3
 

@@ -1,7 +1,8 @@
-"""Drift detection: statistics, detectors, decision, report."""
+"""Drift detection: statistics, detectors, calibration, decision, report."""
 from driftkeel.drift.decision import ACTIONS, decide
-from driftkeel.drift.stats import (js_divergence, js_divergence_samples, ks_test, mmd2_unbiased,
+from driftkeel.drift.stats import (js_divergence, js_divergence_samples, kl_divergence, ks_test, mmd2_unbiased,
                                    mmd_permutation_test, wasserstein)
+from driftkeel.drift.twosample import two_sample_test
 
-__all__ = ["ACTIONS", "decide", "js_divergence", "js_divergence_samples", "ks_test", "mmd2_unbiased",
-           "mmd_permutation_test", "wasserstein"]
+__all__ = ["ACTIONS", "decide", "js_divergence", "js_divergence_samples", "kl_divergence", "ks_test", "mmd2_unbiased",
+           "mmd_permutation_test", "two_sample_test", "wasserstein"]

@@ -1,8 +1,10 @@
 """Drift check between two arbitrary JSONL files (`driftkeel drift --reference A.jsonl --current B.jsonl`).
 
-Each line needs a `prompt` or `text` field; an optional `response` field enables the output-length
-test. Lines that are not JSON objects or lack text are skipped and counted. Two tests, calibrated
-together (Bonferroni at `drift.alpha`): prompt MMD on MiniLM embeddings, and response-length KS.
+Each line needs a `prompt` or `text` field; optional fields (`response` or `response_a`/`response_b`,
+`label`, `agreement`, `reward`, `perplexity`, see driftkeel.drift.window) switch on the other
+detectors. Lines that are not JSON objects are skipped and counted; rows whose prompt is not a
+non-empty string are counted and left out. Every detector that has its inputs runs; they are
+calibrated together at `drift.alpha` (see driftkeel.drift.calibration).
 """
 from __future__ import annotations
 
@@ -11,10 +13,10 @@ import os
 from pathlib import Path
 
 from driftkeel.config import DriftParams
-from driftkeel.drift import detectors as det
 from driftkeel.drift.decision import decide
 from driftkeel.drift.report import write_outputs
-from driftkeel.embeddings import Embedder
+from driftkeel.drift.window import check_windows, window_from_rows, window_status
+from driftkeel.embeddings import HASHING, MINILM, Embedder
 
 
 def read_rows(path: str | Path) -> tuple[list[dict], dict]:
@@ -36,56 +38,50 @@ def read_rows(path: str | Path) -> tuple[list[dict], dict]:
     return rows, skipped
 
 
-def _texts(rows: list[dict]) -> tuple[list[str], list[str], int]:
-    texts, responses, missing = [], [], 0
-    for r in rows:
-        t = r.get("prompt", r.get("text"))
-        if not isinstance(t, str) or not t.strip():
-            missing += 1
-            continue
-        texts.append(t)
-        resp = r.get("response")
-        if isinstance(resp, str):
-            responses.append(resp)
-    return texts, responses, missing
+def sibling_embedder(embedder: Embedder, features: str) -> Embedder:
+    """`embedder` itself when it has the backend `features` names ("hashing" | "minilm"), else an
+    embedder of that backend sharing its cache file."""
+    backend = HASHING if features == "hashing" else MINILM
+    if embedder.backend == backend:
+        return embedder
+    return Embedder(cache_path=embedder.cache.path if embedder.cache is not None else None, backend=backend)
 
 
 def _drift_check(reference_rows: list[dict], current_rows: list[dict], params: DriftParams,
-                 embedder: Embedder | None = None, seed: int = 0) -> tuple[dict, dict]:
+                 embedder: Embedder | None = None, seed: int = 0, output_embedder: Embedder | None = None,
+                 pair_embedder: Embedder | None = None) -> tuple[dict, dict]:
     embedder = embedder or Embedder.for_project(os.environ.get("DRIFTKEEL_ROOT", "."))
-    ref_t, ref_r, ref_missing = _texts(reference_rows)
-    cur_t, cur_r, cur_missing = _texts(current_rows)
-    ref_e, cur_e = embedder.encode(ref_t), embedder.encode(cur_t)
-    n_perm = det.effective_permutations(params.n_permutations, params.alpha, 2)
-    tests = [det.prompt_drift(ref_e, cur_e, min_window=params.min_window, max_window=params.max_window,
-                              n_permutations=n_perm, seed=seed)]
-    ref_len, cur_len = det.response_lengths(ref_r), det.response_lengths(cur_r)
-    if ref_r or cur_r:
-        tests.append(det.output_drift(ref_len, cur_len, min_window=params.min_window))
-    det.calibrate(tests, params.alpha)
-    ran = [t for t in tests if t["status"] in (det.OK, det.ALARM)]
-    status = det.INSUFFICIENT if not ran else (det.ALARM if any(t["alarm"] for t in ran) else det.OK)
+    if output_embedder is None and params.output_features != "none":
+        output_embedder = sibling_embedder(embedder, params.output_features)
+    pair_embedder = pair_embedder or sibling_embedder(embedder, params.surrogate_features)
+    ref, cur = window_from_rows(reference_rows), window_from_rows(current_rows)
+    tests, plots = check_windows(ref, cur, params, embedder, pair_embedder=pair_embedder,
+                                 output_embedder=output_embedder, seed=seed)
+    prompt_t = tests[0]
     report = {
-        "status": status, "current_batch": None, "reference_batches": None, "batches": None,
-        "calibration": {"family_alpha": params.alpha, "correction": "bonferroni",
+        "status": window_status(tests), "current_batch": None, "reference_batches": None, "batches": None,
+        "calibration": {"family_alpha": params.alpha,
+                        "correction": "Bonferroni over the signals that ran, then over each signal's tests; "
+                                      "permutation (min-p) calibration inside the embedding tests",
                         "scope": "the tests run on reference vs current",
-                        "per_test_alpha_current": next((t["alpha"] for t in tests if t["alpha"]), None)},
-        "tests": tests, "history": [],
+                        "per_test_alpha_current": prompt_t.get("alpha")},
+        "tests": tests, "clusters": prompt_t["details"].pop("clusters", None), "topics": prompt_t["details"].pop("topics", None),
+        "history": [],
         "decision": decide(tests, params.decision),
         "inputs": {"n_reference": len(reference_rows), "n_current": len(current_rows),
-                   "reference_rows_without_text": ref_missing, "current_rows_without_text": cur_missing,
-                   "reference_responses": len(ref_r), "current_responses": len(cur_r)},
+                   "reference_rows_without_text": ref.n_without_text, "current_rows_without_text": cur.n_without_text,
+                   "reference_prompts": len(ref.prompts), "current_prompts": len(cur.prompts),
+                   "reference_responses": len(ref.responses), "current_responses": len(cur.responses)},
         "embedding_backend": embedder.backend, "params": params.model_dump(),
     }
-    plot_data = {"ref_lengths": ref_len, "cur_lengths": cur_len, "ref_emb": ref_e, "cur_emb": cur_e,
-                 "agreement": None, "mean_agreement": {}}
+    plot_data = {**plots, "agreement": None, "mean_agreement": {}}
     return report, plot_data
 
 
 def drift_check(reference_rows: list[dict], current_rows: list[dict], params: DriftParams,
-                embedder: Embedder | None = None, seed: int = 0) -> dict:
+                embedder: Embedder | None = None, seed: int = 0, **kw) -> dict:
     """Drift report (JSON-ready dict) of `current_rows` against `reference_rows`."""
-    return _drift_check(reference_rows, current_rows, params, embedder, seed)[0]
+    return _drift_check(reference_rows, current_rows, params, embedder, seed, **kw)[0]
 
 
 def run_drift_cli(reference: Path, current: Path, out_dir: Path, params: DriftParams,
@@ -100,4 +96,4 @@ def run_drift_cli(reference: Path, current: Path, out_dir: Path, params: DriftPa
     return report
 
 
-__all__ = ["drift_check", "read_rows", "run_drift_cli"]
+__all__ = ["drift_check", "read_rows", "run_drift_cli", "sibling_embedder"]

@@ -1,23 +1,29 @@
-"""Drift detectors: each compares a reference window with a current window and returns a result dict.
+"""Drift detectors on the inputs and outputs of the policy: prompts, responses, perplexity.
 
-A detector only measures (statistic, p-value, effect sizes). Whether a result is an alarm is decided
-afterwards by :func:`calibrate`, which applies a Bonferroni correction across the tests run on the
-same window, so every alarm states the per-test alpha it was calibrated for.
+A detector compares a reference window with a current window and returns a result dict (statistic,
+p-value, effect sizes in `details`). Whether a result is an alarm is decided afterwards by
+:func:`driftkeel.drift.calibration.calibrate`, so every alarm states the alpha it was calibrated for.
+Detectors on labels and reward models live in :mod:`driftkeel.drift.feedback`.
 
-Statuses: "ok", "alarm", "insufficient data" (window smaller than `min_window`, empty, or without any
-variation: a test that cannot run never alarms), "reference" (a reference batch with nothing to
-compare against).
+Statuses: "ok", "alarm", "insufficient data" (a window that is empty, smaller than `min_window`, or
+whose values are all identical: a test that cannot run never alarms), "reference" (a reference
+batch with nothing to compare against).
 """
 from __future__ import annotations
 
 import numpy as np
-from scipy import stats as sstats
 
-from driftkeel.drift.stats import js_divergence_samples, ks_test, mmd_permutation_test, wasserstein
+from driftkeel.drift.calibration import ALARM, INSUFFICIENT, OK, REFERENCE, calibrate, effective_permutations
+from driftkeel.drift.stats import divergences, ks_test
+from driftkeel.drift.twosample import DEFAULT_BANDWIDTHS, DEFAULT_STATISTICS, two_sample_test
 
-OK, ALARM, INSUFFICIENT, REFERENCE = "ok", "alarm", "insufficient data", "reference"
+SIGNALS = ("prompt", "output", "perplexity", "label", "reward", "concept")
+EMBEDDING_STATISTICS = DEFAULT_STATISTICS     # see driftkeel.drift.twosample
+EMBEDDING_BANDWIDTHS = DEFAULT_BANDWIDTHS
 
-SIGNALS = ("prompt", "output", "label", "reward", "concept")
+__all__ = ["ALARM", "INSUFFICIENT", "OK", "REFERENCE", "SIGNALS", "calibrate", "effective_permutations",
+           "insufficient", "output_embedding_drift", "output_text_drift", "perplexity_drift", "prompt_drift",
+           "response_stats", "result", "subsample_index", "window_problem"]
 
 
 def result(test: str, signal: str, **kw) -> dict:
@@ -39,214 +45,176 @@ def subsample_index(n: int, max_n: int, seed: int) -> np.ndarray:
     return np.sort(np.random.default_rng(seed).choice(n, size=max_n, replace=False))
 
 
-def _window_problem(ref: np.ndarray, cur: np.ndarray, min_window: int) -> str | None:
+def _all_identical(x: np.ndarray) -> bool:
+    return len(x) > 0 and bool(np.all(x == x[0]))
+
+
+def window_problem(ref: np.ndarray, cur: np.ndarray, min_window: int, what: str = "values",
+                   per_window: bool = False) -> str | None:
+    """Why two windows cannot be compared (None when they can). A window with every value identical
+    is bad input when `per_window` (prompts: a window of one repeated prompt is a broken feed, not a
+    distribution); otherwise only when both windows hold one and the same value (nothing to test)."""
     if len(ref) == 0 or len(cur) == 0:
-        return f"empty window (reference {len(ref)}, current {len(cur)})"
+        return f"empty window (reference {len(ref)}, current {len(cur)} {what})"
     if len(ref) < min_window or len(cur) < min_window:
-        return f"window below min_window={min_window} (reference {len(ref)}, current {len(cur)})"
-    pooled = np.concatenate([ref, cur]) if ref.ndim == 1 else np.vstack([ref, cur])
-    if np.all(pooled == pooled[0]):
-        return "no variation: every value in both windows is identical"
+        return f"window below min_window={min_window} (reference {len(ref)}, current {len(cur)} {what})"
+    if per_window:
+        for name, x in (("reference", ref), ("current", cur)):
+            if _all_identical(x):
+                return f"no variation: all {len(x)} {what} of the {name} window are identical"
+    elif _all_identical(ref) and _all_identical(cur) and np.all(ref[0] == cur[0]):
+        return f"no variation: every {what[:-1] if what.endswith('s') else what} in both windows is identical"
     return None
 
 
-# ----------------------------------------------------------------------------- prompt (covariate)
-def effective_permutations(n_permutations: int, alpha: float, n_tests: int) -> int:
-    """At least enough permutations that the smallest p-value, 1/(B+1), is <= alpha/(2 n_tests);
-    with fewer, a Bonferroni-corrected permutation test could never alarm."""
-    return max(int(n_permutations), int(np.ceil(2 * n_tests / alpha)))
-
-
-def prompt_drift(ref_emb: np.ndarray, cur_emb: np.ndarray, *, min_window: int, max_window: int,
-                 n_permutations: int, seed: int) -> dict:
-    """MMD permutation test on prompt embeddings (windows above max_window are subsampled, seeded)."""
+# ----------------------------------------------------------------------------- embeddings (shared)
+def _embedding_test(test: str, signal: str, ref_emb, cur_emb, *, min_window: int, max_window: int,
+                    n_permutations: int, seed: int, alpha: float, what: str,
+                    per_window: bool = False) -> tuple[dict, dict | None]:
     ref_emb = np.asarray(ref_emb, dtype=np.float64)
     cur_emb = np.asarray(cur_emb, dtype=np.float64)
-    problem = _window_problem(ref_emb, cur_emb, min_window)
+    if ref_emb.ndim != 2:
+        ref_emb = ref_emb.reshape(len(ref_emb), -1)
+    if cur_emb.ndim != 2:
+        cur_emb = cur_emb.reshape(len(cur_emb), -1)
+    problem = window_problem(ref_emb, cur_emb, min_window, what, per_window=per_window)
     if problem:
-        return insufficient("prompt_mmd", "prompt", problem, len(ref_emb), len(cur_emb))
+        return insufficient(test, signal, problem, len(ref_emb), len(cur_emb)), None
     ri = subsample_index(len(ref_emb), max_window, seed)
     ci = subsample_index(len(cur_emb), max_window, seed + 1)
     try:
-        res = mmd_permutation_test(ref_emb[ri], cur_emb[ci], n_permutations=n_permutations, seed=seed)
+        res = two_sample_test(ref_emb[ri], cur_emb[ci], n_permutations=n_permutations, seed=seed, alpha=alpha,
+                              statistics=EMBEDDING_STATISTICS, bandwidths=EMBEDDING_BANDWIDTHS)
     except ValueError as exc:
-        return insufficient("prompt_mmd", "prompt", str(exc), len(ref_emb), len(cur_emb))
-    z = (res.mmd2 - res.null_mean) / res.null_std if res.null_std > 0 else 0.0
-    return result("prompt_mmd", "prompt", statistic=res.mmd2, statistic_name="mmd2", p_value=res.p_value,
-                  n_reference=len(ref_emb), n_current=len(cur_emb),
-                  details={"bandwidth": res.bandwidth, "n_permutations": res.n_permutations,
-                           "null_mean": res.null_mean, "null_std": res.null_std, "z_vs_null": float(z),
-                           "n_reference_used": int(len(ri)), "n_current_used": int(len(ci))})
+        return insufficient(test, signal, str(exc), len(ref_emb), len(cur_emb)), None
+    stats_ = res.statistics
+    auc = stats_.get("classifier_auc", {}).get("statistic")
+    out = result(test, signal, statistic=res.p_value, statistic_name="min_p_over_statistics",
+                 p_value=res.p_value, n_reference=len(ref_emb), n_current=len(cur_emb),
+                 details={"strongest_statistic": res.strongest, "classifier_auc": auc,
+                          "mmd2": stats_.get("mmd@1", {}).get("statistic"), "bandwidth": res.bandwidth,
+                          "n_permutations": res.n_permutations, "n_reference_used": int(len(ri)),
+                          "n_current_used": int(len(ci)), "statistics": stats_,
+                          "calibration": f"min-p permutation test over {len(stats_)} statistics, {res.n_permutations}"
+                                         f" permutations; thresholds are the permutation (1-{alpha}) quantiles"})
+    return out, {"ri": ri, "ci": ci, "result": res}
 
 
-# ----------------------------------------------------------------------------- output (responses)
-def response_lengths(texts) -> np.ndarray:
-    """Whitespace tokens per response."""
-    return np.array([len(str(t).split()) for t in texts], dtype=float)
+# ----------------------------------------------------------------------------- prompt (covariate)
+def prompt_drift(ref_emb, cur_emb, *, min_window: int, max_window: int, n_permutations: int, seed: int,
+                 alpha: float = 0.05, ref_texts: list[str] | None = None, cur_texts: list[str] | None = None,
+                 clusters: bool = True, topics: bool = True, n_topics: int = 8) -> dict:
+    """Prompt drift on sentence embeddings: one permutation test over MMD, a domain classifier (AUC),
+    k-nearest-neighbour links and k-means cluster histograms (see :mod:`driftkeel.drift.twosample`),
+    plus the cluster and topic report (which regions grew or appeared, with example prompts)."""
+    out, extra = _embedding_test("prompt_embedding", "prompt", ref_emb, cur_emb, min_window=min_window,
+                                 max_window=max_window, n_permutations=n_permutations, seed=seed, alpha=alpha,
+                                 what="prompts", per_window=True)
+    if extra is None:
+        return out
+    if clusters:
+        from driftkeel.drift.clusters import cluster_report
 
+        out["details"]["clusters"] = cluster_report(np.asarray(ref_emb), np.asarray(cur_emb), ref_texts, cur_texts,
+                                                    seed=seed)
+    if topics and ref_texts is not None and cur_texts is not None:
+        from driftkeel.drift.clusters import topic_report
 
-def output_drift(ref_lengths, cur_lengths, *, min_window: int) -> dict:
-    """KS test on response length (words); Wasserstein distance and JS of the histograms as effect sizes."""
-    ref = np.asarray(ref_lengths, dtype=float)
-    cur = np.asarray(cur_lengths, dtype=float)
-    problem = _window_problem(ref, cur, min_window)
-    if problem:
-        return insufficient("output_length_ks", "output", problem, len(ref), len(cur))
-    ks, p = ks_test(ref, cur)
-    w = wasserstein(ref, cur)
-    scale = float(ref.std()) or 1.0
-    return result("output_length_ks", "output", statistic=ks, statistic_name="ks", p_value=p,
-                  n_reference=len(ref), n_current=len(cur),
-                  details={"wasserstein_words": w, "wasserstein_in_ref_std": w / scale,
-                           "js_divergence_nats": js_divergence_samples(ref, cur, n_bins=30),
-                           "mean_words_reference": float(ref.mean()), "mean_words_current": float(cur.mean())})
-
-
-# ----------------------------------------------------------------------------- label (annotators)
-def label_drift(ref_agreement, cur_agreement, *, min_window: int, ref_alpha: list[float] | None = None,
-                cur_alpha: float | None = None) -> dict:
-    """Has annotator agreement dropped?
-
-    Test: one-sided Mann-Whitney U on per-comparison agreement (share of judgements equal to the
-    consensus), H1 = current agreement is stochastically lower than the reference. When batch-level
-    Krippendorff alphas are given (outputs/aggregate/plots/agreement.csv), an alarm additionally needs
-    the current alpha to be below the lowest reference alpha (a drop, not noise within the reference).
-    """
-    ref = np.asarray(ref_agreement, dtype=float)
-    cur = np.asarray(cur_agreement, dtype=float)
-    ref, cur = ref[np.isfinite(ref)], cur[np.isfinite(cur)]
-    problem = _window_problem(ref, cur, min_window)
-    if problem:
-        return insufficient("label_agreement_mwu", "label", problem, len(ref), len(cur))
-    res = sstats.mannwhitneyu(cur, ref, alternative="less")
-    details = {"mean_agreement_reference": float(ref.mean()), "mean_agreement_current": float(cur.mean())}
-    veto = None
-    ref_alpha = [a for a in (ref_alpha or []) if a is not None and np.isfinite(a)]
-    if ref_alpha and cur_alpha is not None and np.isfinite(cur_alpha):
-        details.update({"krippendorff_alpha_reference_min": float(min(ref_alpha)),
-                        "krippendorff_alpha_reference_mean": float(np.mean(ref_alpha)),
-                        "krippendorff_alpha_current": float(cur_alpha),
-                        "krippendorff_alpha_drop": float(np.mean(ref_alpha) - cur_alpha)})
-        if cur_alpha >= min(ref_alpha):
-            veto = "current Krippendorff alpha is not below the reference batches' minimum"
-    out = result("label_agreement_mwu", "label", statistic=float(res.statistic), statistic_name="mann_whitney_u",
-                 p_value=float(res.pvalue), n_reference=len(ref), n_current=len(cur), details=details)
-    if veto:
-        out["details"]["veto"] = veto
+        out["details"]["topics"] = topic_report(list(ref_texts), list(cur_texts), n_topics=n_topics, seed=seed,
+                                                max_docs=min(max_window, 500))
     return out
 
 
-# ----------------------------------------------------------------------------- reward (concept)
-def _group_folds(groups: np.ndarray, n_folds: int, seed: int) -> np.ndarray:
-    """Fold index per row; all rows of one group (prompt_id) share a fold."""
-    uniq = np.array(sorted(set(groups.tolist())))
-    order = np.random.default_rng(seed).permutation(len(uniq))
-    fold_of = {uniq[j]: i % n_folds for i, j in enumerate(order)}
-    return np.array([fold_of[g] for g in groups])
+# ----------------------------------------------------------------------------- output (responses)
+def response_stats(texts) -> dict[str, np.ndarray]:
+    """Per response: words (whitespace tokens), characters per word, share of distinct words."""
+    words, cpw, distinct = [], [], []
+    for t in texts:
+        toks = str(t).split()
+        words.append(len(toks))
+        cpw.append(sum(len(w) for w in toks) / len(toks) if toks else 0.0)
+        distinct.append(len({w.lower() for w in toks}) / len(toks) if toks else 0.0)
+    return {"words": np.array(words, dtype=float), "chars_per_word": np.array(cpw, dtype=float),
+            "distinct_word_share": np.array(distinct, dtype=float)}
 
 
-def reward_drift(ref_X, ref_y, ref_w, cur_X, cur_y, cur_w, cur_groups, *, min_window: int, seed: int,
-                 n_folds: int = 5, C: float = 10.0) -> dict:
-    """Would a reward model fitted on the current labels beat one fitted on the reference labels?
+def output_text_drift(ref_responses, cur_responses, *, min_window: int) -> dict:
+    """KS tests on response length (words), characters per word and share of distinct words
+    (Bonferroni over the three inside the test); JS / KL / Wasserstein of each as effect sizes.
 
-    Cross-fitting on the current window (folds grouped by prompt_id): for each fold, a surrogate
-    Bradley-Terry model is fitted on the other current folds, and another on a seeded sample of the
-    reference of the SAME size; both predict the held-out fold. Under no concept drift the two models
-    are exchangeable, so among pairs where exactly one is right, "current model right" is Binomial(n, 1/2).
-    Test: exact one-sided McNemar (binomial) test. Comparing two models on the same current pairs
-    cancels a change of difficulty (e.g. a new policy writing closer pairs), which a plain accuracy
-    drop would mistake for drift. An alarm means the preference concept moved, or the current inputs
-    teach the reward something the reference does not (covariate drift it does not generalise to).
-    """
-    from driftkeel.active.surrogate import BradleyTerrySurrogate
-
-    ref_X, cur_X = np.asarray(ref_X, dtype=float), np.asarray(cur_X, dtype=float)
-    ref_y, cur_y = np.asarray(ref_y, dtype=int), np.asarray(cur_y, dtype=int)
-    ref_w = np.ones(len(ref_y)) if ref_w is None else np.asarray(ref_w, dtype=float)
-    cur_w = np.ones(len(cur_y)) if cur_w is None else np.asarray(cur_w, dtype=float)
-    test, sig = "reward_mcnemar", "reward"
-    if len(ref_y) < min_window or len(cur_y) < min_window:
-        return insufficient(test, sig, f"window below min_window={min_window} (reference {len(ref_y)}, "
-                            f"current {len(cur_y)} non-tie pairs)", len(ref_y), len(cur_y))
-    folds = _group_folds(np.asarray(cur_groups), n_folds, seed)
-    if len(set(folds.tolist())) < 2:
-        return insufficient(test, sig, "fewer than 2 prompt groups in the current window", len(ref_y), len(cur_y))
-    rng = np.random.default_rng(seed)
-    ref_right = np.zeros(len(cur_y), dtype=bool)
-    cur_right = np.zeros(len(cur_y), dtype=bool)
-    for f in sorted(set(folds.tolist())):
-        tr, te = folds != f, folds == f
-        if len(set(cur_y[tr].tolist())) < 2:
-            return insufficient(test, sig, "current labels have a single class", len(ref_y), len(cur_y))
-        n_tr = min(int(tr.sum()), len(ref_y))
-        ri = rng.choice(len(ref_y), size=n_tr, replace=False)
-        if len(set(ref_y[ri].tolist())) < 2:
-            return insufficient(test, sig, "reference labels have a single class", len(ref_y), len(cur_y))
-        m_cur = BradleyTerrySurrogate(C=C, seed=seed).fit(cur_X[tr], cur_y[tr], cur_w[tr])
-        m_ref = BradleyTerrySurrogate(C=C, seed=seed).fit(ref_X[ri], ref_y[ri], ref_w[ri])
-        cur_right[te] = (m_cur.predict_proba(cur_X[te]) >= 0.5).astype(int) == cur_y[te]
-        ref_right[te] = (m_ref.predict_proba(cur_X[te]) >= 0.5).astype(int) == cur_y[te]
-    b = int(np.sum(cur_right & ~ref_right))   # only the current-fitted model is right
-    c = int(np.sum(ref_right & ~cur_right))   # only the reference-fitted model is right
-    p = float(sstats.binomtest(b, b + c, 0.5, alternative="greater").pvalue) if b + c else 1.0
-    return result(test, sig, statistic=float(cur_right.mean() - ref_right.mean()),
-                  statistic_name="accuracy_gain_current_model", p_value=p,
-                  n_reference=len(ref_y), n_current=len(cur_y),
-                  details={"accuracy_reference_model": float(ref_right.mean()),
-                           "accuracy_current_model": float(cur_right.mean()),
-                           "only_current_right": b, "only_reference_right": c, "n_folds": n_folds})
+    Also accepts arrays of lengths (numbers) instead of texts: then only `words` is tested."""
+    test, sig = "output_text_stats", "output"
+    ref_l, cur_l = list(ref_responses), list(cur_responses)
+    numeric = all(isinstance(x, (int, float, np.integer, np.floating)) for x in ref_l + cur_l)
+    if numeric:
+        rs = {"words": np.asarray(ref_l, dtype=float)}
+        cs = {"words": np.asarray(cur_l, dtype=float)}
+    else:
+        rs, cs = response_stats(ref_l), response_stats(cur_l)
+    problem = window_problem(np.asarray(ref_l, dtype=object), np.asarray(cur_l, dtype=object), min_window,
+                             "responses")
+    if problem:
+        return insufficient(test, sig, problem, len(ref_l), len(cur_l))
+    per, best = {}, None
+    for name in rs:
+        r, c = rs[name], cs[name]
+        if np.all(np.concatenate([r, c]) == r[0]):
+            per[name] = {"ks": 0.0, "p_value": 1.0}
+            continue
+        ks, p = ks_test(r, c)
+        per[name] = {"ks": ks, "p_value": p, "mean_reference": float(r.mean()), "mean_current": float(c.mean()),
+                     **divergences(r, c)}
+        if best is None or p < per[best]["p_value"]:
+            best = name
+    if best is None:
+        return insufficient(test, sig, "no variation in any response statistic", len(ref_l), len(cur_l))
+    p_adj = min(1.0, per[best]["p_value"] * len(per))
+    w = per["words"]
+    return result(test, sig, statistic=per[best]["ks"], statistic_name=f"ks_{best}", p_value=p_adj,
+                  n_reference=len(ref_l), n_current=len(cur_l),
+                  details={"strongest_statistic": best, "per_statistic": per,
+                           "mean_words_reference": w.get("mean_reference"), "mean_words_current": w.get("mean_current"),
+                           "wasserstein_words": w.get("wasserstein"), "js_divergence_words_nats": w.get("js_nats"),
+                           "kl_divergence_words_nats": w.get("kl_current_reference_nats"),
+                           "calibration": f"Bonferroni over {len(per)} KS tests inside the test"})
 
 
-# ----------------------------------------------------------------------------- concept: verbosity
-def length_preference_drift(ref_diff, cur_diff, *, min_window: int) -> dict:
-    """Has the preference for longer answers changed?
+def output_embedding_drift(ref_emb, cur_emb, *, min_window: int, max_window: int, n_permutations: int,
+                           seed: int, alpha: float = 0.05, n_components: int = 3) -> dict:
+    """Response drift on sentence embeddings (the permutation test of the prompt detector), with JS /
+    KL / Wasserstein of the projections on the pooled sample's top principal axes as effect sizes."""
+    out, extra = _embedding_test("output_embedding", "output", ref_emb, cur_emb, min_window=min_window,
+                                 max_window=max_window, n_permutations=n_permutations, seed=seed, alpha=alpha,
+                                 what="responses")
+    if extra is None:
+        return out
+    R = np.asarray(ref_emb, dtype=np.float64)[extra["ri"]]
+    C = np.asarray(cur_emb, dtype=np.float64)[extra["ci"]]
+    Z = np.vstack([R, C])
+    mu = Z.mean(axis=0)
+    _, _, vt = np.linalg.svd(Z - mu, full_matrices=False)
+    proj = {}
+    for j in range(min(n_components, vt.shape[0])):
+        proj[f"pc{j + 1}"] = divergences((R - mu) @ vt[j], (C - mu) @ vt[j])
+    out["details"]["projections"] = proj
+    return out
 
-    Inputs: words(chosen) - words(rejected) per labelled (non-tie) pair; pairs of equal length are
-    left out. Test: two-sided Fisher exact test on (longer chosen, shorter chosen) x (reference,
-    current). Verbosity is the best-known axis along which human and AI preferences differ between
-    domains and drift over time (length bias of reward models), and the test needs no model.
-    """
-    ref = np.asarray(ref_diff, dtype=float)
-    cur = np.asarray(cur_diff, dtype=float)
-    ref, cur = ref[ref != 0], cur[cur != 0]
-    test, sig = "length_preference_fisher", "concept"
-    if len(ref) < min_window or len(cur) < min_window:
-        return insufficient(test, sig, f"window below min_window={min_window} (reference {len(ref)}, current "
-                            f"{len(cur)} labelled pairs of different length)", len(ref), len(cur))
-    table = [[int((ref > 0).sum()), int((ref < 0).sum())], [int((cur > 0).sum()), int((cur < 0).sum())]]
-    _, p = sstats.fisher_exact(table)
-    return result(test, sig, statistic=float((cur > 0).mean() - (ref > 0).mean()),
-                  statistic_name="change_in_longer_chosen_share", p_value=float(p),
+
+# ----------------------------------------------------------------------------- perplexity
+def perplexity_drift(ref_ppl, cur_ppl, *, min_window: int) -> dict:
+    """The policy's perplexity on current vs reference prompts: KS on log-perplexity, Wasserstein of
+    log-perplexity and the ratio of median perplexities as effect sizes."""
+    test, sig = "perplexity_ks", "perplexity"
+    ref = np.asarray(ref_ppl, dtype=float)
+    cur = np.asarray(cur_ppl, dtype=float)
+    ref, cur = ref[np.isfinite(ref) & (ref > 0)], cur[np.isfinite(cur) & (cur > 0)]
+    problem = window_problem(ref, cur, min_window, "perplexities")
+    if problem:
+        return insufficient(test, sig, problem, len(ref), len(cur))
+    lr, lc = np.log(ref), np.log(cur)
+    ks, p = ks_test(lr, lc)
+    return result(test, sig, statistic=ks, statistic_name="ks_log_perplexity", p_value=p,
                   n_reference=len(ref), n_current=len(cur),
-                  details={"longer_chosen_share_reference": float((ref > 0).mean()),
-                           "longer_chosen_share_current": float((cur > 0).mean()),
-                           "mean_length_gap_reference": float(ref.mean()), "mean_length_gap_current": float(cur.mean())})
-
-
-# ----------------------------------------------------------------------------- calibration
-def calibrate(results: list[dict], alpha: float) -> list[dict]:
-    """Bonferroni across the tests that ran on one window: each is tested at alpha / m.
-
-    Tests with status "insufficient data" or "reference" do not count and never alarm.
-    """
-    ran = [r for r in results if r["status"] not in (INSUFFICIENT, REFERENCE) and r["p_value"] is not None]
-    ran_ids = {id(r) for r in ran}
-    m = len(ran)
-    per_test = alpha / m if m else alpha
-    for r in results:
-        r["family_alpha"] = alpha
-        r["n_tests_in_family"] = m
-        r["correction"] = "bonferroni"
-        if id(r) in ran_ids:
-            r["alpha"] = per_test
-            alarm = r["p_value"] <= per_test and "veto" not in r["details"]
-            r["alarm"] = bool(alarm)
-            r["status"] = ALARM if alarm else OK
-            if not r["reason"]:
-                r["reason"] = (f"p={r['p_value']:.3g} {'<=' if r['p_value'] <= per_test else '>'} "
-                               f"alpha/m={per_test:.3g} (alpha={alpha}, m={m})")
-                if r["p_value"] <= per_test and not alarm:
-                    r["reason"] += "; vetoed: " + r["details"]["veto"]
-        else:
-            r["alarm"] = False
-    return results
+                  details={"median_perplexity_reference": float(np.median(ref)),
+                           "median_perplexity_current": float(np.median(cur)),
+                           "median_ratio": float(np.median(cur) / np.median(ref)), **divergences(lr, lc)})

@@ -2,56 +2,44 @@
 
 Reference = the first `drift.reference_batches` batches. Each later batch is compared with the whole
 reference; each reference batch with the other reference batches (leave-one-out, a built-in check of
-the false-alarm rate) when there are at least two. Per batch four tests run and are calibrated
-together (Bonferroni at `drift.alpha`):
-
-- prompt:  MMD permutation test on MiniLM embeddings of the batch's distinct prompts (by prompt_id);
-- output:  KS test on response length in words (both responses of each comparison);
-- label:   one-sided Mann-Whitney test on per-comparison annotator agreement (+ Krippendorff alpha
-           from outputs/aggregate/plots/agreement.csv must be below every reference batch's);
-- concept: two-sided Fisher test on the share of labelled pairs where the longer answer won;
-- reward:  on the batch's own pairs, a surrogate Bradley-Terry reward cross-fitted on the batch
-           (folds by prompt_id) beats one fitted on as many reference pairs (one-sided McNemar).
+the false-alarm rate) when there are at least two. Each comparison is one call of
+:func:`driftkeel.drift.window.check_windows` (every detector, calibrated together at `drift.alpha`).
 
 The history across batches is a monitoring view: each row is calibrated within its own window, there
-is no correction across time.
+is no correction across time (the detection delay of a drift is the number of batches to its first
+alarm).
 """
 from __future__ import annotations
 
 import numpy as np
 import pandas as pd
 
-from driftkeel.active.surrogate import pair_features
 from driftkeel.config import DriftParams
 from driftkeel.drift import detectors as det
+from driftkeel.drift.calibration import calibrate
 from driftkeel.drift.decision import decide
+from driftkeel.drift.window import TESTS, check_windows, window_from_rows, window_status
 from driftkeel.embeddings import Embedder
 
-N_TESTS = 5  # prompt, output, label, reward, concept: the Bonferroni family of one window
-ALL_TESTS = (("prompt_mmd", "prompt"), ("output_length_ks", "output"), ("label_agreement_mwu", "label"),
-             ("reward_mcnemar", "reward"), ("length_preference_fisher", "concept"))
+ALL_TESTS = TESTS
 REQUIRED = ("comparison_id", "batch", "prompt_id", "prompt", "response_a", "response_b")
 
 
-def _labelled_pairs(cons: pd.DataFrame, embedder: Embedder) -> dict | None:
-    """Non-tie comparisons with pair features, 0/1 labels (1 = a preferred) and confidence weights."""
-    if "label" not in cons.columns:
-        return None
-    lab = cons[cons["label"].isin(["a", "b"])].reset_index(drop=True)
-    X = pair_features(embedder, lab["prompt"].astype(str).tolist(), lab["response_a"].astype(str).tolist(),
-                      lab["response_b"].astype(str).tolist())
-    w = (lab["confidence"].to_numpy(dtype=float) if "confidence" in lab.columns else np.ones(len(lab)))
-    return {"batch": lab["batch"].to_numpy(), "groups": lab["prompt_id"].astype(str).to_numpy(), "X": X,
-            "y": (lab["label"] == "a").to_numpy().astype(int), "w": np.nan_to_num(w, nan=1.0)}
+def _flips_for(flips: pd.DataFrame | None, batches: list[int]) -> tuple[int, int]:
+    if flips is None or flips.empty or not {"later_batch", "flipped"} <= set(flips.columns):
+        return 0, 0
+    sub = flips[flips["later_batch"].isin(batches)]
+    return int(sub["flipped"].astype(bool).sum()), int(len(sub))
 
 
 def analyse_stream(consensus: pd.DataFrame, agreement: pd.DataFrame | None, params: DriftParams,
-                   embedder: Embedder, seed: int = 0,
-                   pair_embedder: Embedder | None = None) -> tuple[dict, dict]:
+                   embedder: Embedder, seed: int = 0, pair_embedder: Embedder | None = None,
+                   output_embedder: Embedder | None = None, flips: pd.DataFrame | None = None) -> tuple[dict, dict]:
     """Return (report, plot_data). The report is JSON-ready; plot_data holds arrays for the HTML.
 
-    `embedder` embeds prompts (prompt drift); `pair_embedder` (default: the same) gives the features of
-    the surrogate reward model used by the reward/concept tests."""
+    `embedder` embeds prompts; `pair_embedder` (default: the same) gives the features of the surrogate
+    reward model; `output_embedder` (default: none) embeds responses for the output embedding test;
+    `flips` is outputs/aggregate/flips.csv (re-judged pairs) when there is one."""
     pair_embedder = pair_embedder or embedder
     missing = [c for c in REQUIRED if c not in consensus.columns]
     if missing:
@@ -60,49 +48,17 @@ def analyse_stream(consensus: pd.DataFrame, agreement: pd.DataFrame | None, para
     cons["batch"] = cons["batch"].astype(int)
     batches = sorted(cons["batch"].unique().tolist())
     ref_batches = batches[: params.reference_batches]
-    alpha_by_batch = {}
+    kripp = {}
     if agreement is not None and len(agreement) and {"batch", "krippendorff_alpha"} <= set(agreement.columns):
-        alpha_by_batch = {int(b): float(a) for b, a in zip(agreement["batch"], agreement["krippendorff_alpha"])
-                          if pd.notna(a)}
+        kripp = {int(b): float(a) for b, a in zip(agreement["batch"], agreement["krippendorff_alpha"]) if pd.notna(a)}
+    windows = {b: window_from_rows(cons[cons["batch"] == b]) for b in batches}
+    have_flips = flips is not None and not flips.empty
 
-    # prompts: distinct prompt_id per batch, embedded once
-    prompts = cons.drop_duplicates(["batch", "prompt_id"])[["batch", "prompt_id", "prompt"]]
-    uniq = prompts.drop_duplicates("prompt_id")
-    emb_all = embedder.encode(uniq["prompt"].astype(str).tolist())
-    emb_of = dict(zip(uniq["prompt_id"], range(len(uniq))))
+    def merged(bs: list[int]):
+        return window_from_rows(cons[cons["batch"].isin(bs)])
 
-    def prompt_emb(bs: list[int]) -> np.ndarray:
-        ids = prompts[prompts["batch"].isin(bs)]["prompt_id"].drop_duplicates()
-        return emb_all[[emb_of[i] for i in ids]] if len(ids) else np.zeros((0, emb_all.shape[1]))
-
-    def lengths(bs: list[int]) -> np.ndarray:
-        sub = cons[cons["batch"].isin(bs)]
-        return det.response_lengths(pd.concat([sub["response_a"], sub["response_b"]]).tolist())
-
-    def agreement_of(bs: list[int]) -> np.ndarray:
-        if "agreement" not in cons.columns:
-            return np.zeros(0)
-        return cons[cons["batch"].isin(bs)]["agreement"].to_numpy(dtype=float)
-
-    pairs = _labelled_pairs(cons, pair_embedder)
-
-    def length_gap(bs: list[int]) -> np.ndarray:
-        """words(chosen) - words(rejected) of the labelled pairs of batches `bs`."""
-        if "label" not in cons.columns:
-            return np.zeros(0)
-        sub = cons[cons["batch"].isin(bs) & cons["label"].isin(["a", "b"])]
-        la, lb = det.response_lengths(sub["response_a"]), det.response_lengths(sub["response_b"])
-        return np.where((sub["label"] == "a").to_numpy(), la - lb, lb - la)
-
-    def reward_test(bs: list[int], b: int, s: int) -> dict:
-        if pairs is None:
-            return det.insufficient("reward_mcnemar", "reward", "consensus has no label column")
-        r, c = np.isin(pairs["batch"], bs), pairs["batch"] == b
-        return det.reward_drift(pairs["X"][r], pairs["y"][r], pairs["w"][r], pairs["X"][c], pairs["y"][c],
-                                pairs["w"][c], pairs["groups"][c], min_window=params.min_window, seed=s)
-
-    n_perm = det.effective_permutations(params.n_permutations, params.alpha, N_TESTS)
-    history, tests_by_batch = [], {}
+    history, tests_by_batch, plots_by_batch = [], {}, {}
+    ref_window = merged(ref_batches)
     for b in batches:
         in_ref = b in ref_batches
         base = [x for x in ref_batches if x != b] if in_ref else ref_batches
@@ -110,50 +66,52 @@ def analyse_stream(consensus: pd.DataFrame, agreement: pd.DataFrame | None, para
         if not base:
             tests = [det.result(t, sig, status=det.REFERENCE, reason="reference batch (no other to compare)")
                      for t, sig in ALL_TESTS]
+            calibrate(tests, params.alpha)
+            plots = None
         else:
-            tests = [
-                det.prompt_drift(prompt_emb(base), prompt_emb([b]), min_window=params.min_window,
-                                 max_window=params.max_window, n_permutations=n_perm, seed=s),
-                det.output_drift(lengths(base), lengths([b]), min_window=params.min_window),
-                det.label_drift(agreement_of(base), agreement_of([b]), min_window=params.min_window,
-                                ref_alpha=[alpha_by_batch[x] for x in base if x in alpha_by_batch],
-                                cur_alpha=alpha_by_batch.get(b)),
-                reward_test(base, b, s),
-                det.length_preference_drift(length_gap(base), length_gap([b]), min_window=params.min_window),
-            ]
-        det.calibrate(tests, params.alpha)
-        tests_by_batch[b] = tests
+            fl = ({"reference": _flips_for(flips, base), "current": _flips_for(flips, [b])} if have_flips else None)
+            tests, plots = check_windows(ref_window if base == ref_batches else merged(base), windows[b], params,
+                                         embedder, pair_embedder=pair_embedder, output_embedder=output_embedder,
+                                         seed=s, flips=fl, ref_kripp=[kripp[x] for x in base if x in kripp],
+                                         cur_kripp=kripp.get(b))
+        tests_by_batch[b], plots_by_batch[b] = tests, plots
         history.append(_history_row(b, in_ref, tests))
 
     current = batches[-1] if batches else None
     if current is None or current in ref_batches:
         status = det.INSUFFICIENT
         cur_tests = [det.insufficient(t, sig, "no batch after the reference window") for t, sig in ALL_TESTS]
-        det.calibrate(cur_tests, params.alpha)
+        calibrate(cur_tests, params.alpha)
+        plots = None
     else:
-        cur_tests = tests_by_batch[current]
-        ran = [t for t in cur_tests if t["status"] in (det.OK, det.ALARM)]
-        status = det.INSUFFICIENT if not ran else (det.ALARM if any(t["alarm"] for t in ran) else det.OK)
+        cur_tests, plots = tests_by_batch[current], plots_by_batch[current]
+        status = window_status(cur_tests)
     decision = decide(cur_tests, params.decision, current_batch=current)
+    prompt_t = next((t for t in cur_tests if t["signal"] == "prompt"), {})
     report = {
         "status": status,
         "current_batch": current,
         "reference_batches": ref_batches,
         "batches": batches,
-        "calibration": {"family_alpha": params.alpha, "correction": "bonferroni",
+        "calibration": {"family_alpha": params.alpha,
+                        "correction": "Bonferroni over the signals that ran, then over each signal's tests; "
+                                      "permutation (min-p) calibration inside the embedding tests",
                         "scope": "the tests run on one window (one batch vs its reference)",
-                        "per_test_alpha_current": next((t["alpha"] for t in cur_tests if t["alpha"]), None)},
+                        "per_test_alpha_current": prompt_t.get("alpha")},
         "tests": cur_tests,
+        "clusters": prompt_t.get("details", {}).pop("clusters", None),
+        "topics": prompt_t.get("details", {}).pop("topics", None),
         "history": history,
         "decision": decision,
         "embedding_backend": embedder.backend,
         "params": params.model_dump(),
     }
+    empty = np.zeros((0, embedder.dim))
     plot_data = {
-        "ref_lengths": lengths(ref_batches),
-        "cur_lengths": lengths([current]) if current is not None else np.zeros(0),
-        "ref_emb": prompt_emb(ref_batches),
-        "cur_emb": prompt_emb([current]) if current is not None else np.zeros((0, emb_all.shape[1])),
+        "ref_lengths": plots["ref_lengths"] if plots else np.zeros(0),
+        "cur_lengths": plots["cur_lengths"] if plots else np.zeros(0),
+        "ref_emb": plots["ref_emb"] if plots else empty,
+        "cur_emb": plots["cur_emb"] if plots else empty,
         "agreement": agreement,
         "mean_agreement": (cons.groupby("batch")["agreement"].mean().to_dict()
                            if "agreement" in cons.columns else {}),
@@ -162,21 +120,37 @@ def analyse_stream(consensus: pd.DataFrame, agreement: pd.DataFrame | None, para
 
 
 def _history_row(batch: int, in_ref: bool, tests: list[dict]) -> dict:
-    by = {t["signal"]: t for t in tests}
-    p, o, lab, r, c = by["prompt"], by["output"], by["label"], by["reward"], by["concept"]
+    by = {t["test"]: t for t in tests}
+
+    def get(test, key):
+        t = by.get(test)
+        return None if t is None else t.get(key)
+
+    def detail(test, key):
+        t = by.get(test)
+        return None if t is None else t["details"].get(key)
+
+    sig_alarm = {s: any(t["alarm"] for t in tests if t["signal"] == s) for s in det.SIGNALS}
+    sig_p = {}
+    for s in det.SIGNALS:
+        ps = [t["p_value"] for t in tests if t["signal"] == s and t["status"] in (det.OK, det.ALARM)]
+        sig_p[s] = min(ps) if ps else None
     return {
         "batch": batch, "in_reference": in_ref,
-        "n_prompts": p["n_current"], "mmd2": p["statistic"], "p_value": p["p_value"], "alarm": p["alarm"],
-        "prompt_status": p["status"],
-        "output_ks": o["statistic"], "output_p_value": o["p_value"], "output_alarm": o["alarm"],
-        "output_mean_words": o["details"].get("mean_words_current"),
-        "label_p_value": lab["p_value"], "label_alarm": lab["alarm"],
-        "label_mean_agreement": lab["details"].get("mean_agreement_current"),
-        "reward_acc_ref_model": r["details"].get("accuracy_reference_model"),
-        "reward_acc_cur_model": r["details"].get("accuracy_current_model"), "reward_p_value": r["p_value"],
-        "reward_alarm": r["alarm"],
-        "concept_longer_chosen_share": c["details"].get("longer_chosen_share_current"),
-        "concept_p_value": c["p_value"], "concept_alarm": c["alarm"],
-        "n_alarms": sum(t["alarm"] for t in tests),
-        "alpha_per_test": next((t["alpha"] for t in tests if t["alpha"]), None),
+        "n_prompts": get("prompt_embedding", "n_current"), "mmd2": detail("prompt_embedding", "mmd2"),
+        "classifier_auc": detail("prompt_embedding", "classifier_auc"),
+        "p_value": get("prompt_embedding", "p_value"), "alarm": sig_alarm["prompt"],
+        "prompt_status": get("prompt_embedding", "status"),
+        "output_p_value": sig_p["output"], "output_alarm": sig_alarm["output"],
+        "output_mean_words": detail("output_text_stats", "mean_words_current"),
+        "perplexity_p_value": sig_p["perplexity"],
+        "label_p_value": sig_p["label"], "label_alarm": sig_alarm["label"],
+        "label_mean_agreement": detail("label_agreement_mwu", "mean_agreement_current"),
+        "reward_acc_ref_model": detail("reward_mcnemar", "accuracy_reference_model"),
+        "reward_acc_cur_model": detail("reward_mcnemar", "accuracy_current_model"),
+        "reward_p_value": sig_p["reward"], "reward_alarm": sig_alarm["reward"],
+        "concept_longer_chosen_share": detail("length_preference_fisher", "longer_chosen_share_current"),
+        "concept_p_value": sig_p["concept"], "concept_alarm": sig_alarm["concept"],
+        "n_alarms": sum(bool(t["alarm"]) for t in tests),
+        "alpha_per_test": get("prompt_embedding", "alpha"),
     }

@@ -15,21 +15,29 @@ import pandas as pd
 
 # ----------------------------------------------------------------------------- flat metrics
 def flat_metrics(report: dict) -> dict:
-    """Scalars for outputs/drift/metrics.json and MLflow (booleans as 0/1, missing as None)."""
+    """Scalars for outputs/drift/metrics.json and MLflow (booleans as 0/1, missing as None): per signal
+    `<signal>_p_value` (smallest p of its tests that ran), `<signal>_alarm`, `<signal>_alpha`; per test
+    `<test>_p_value`, `<test>_statistic` and its numeric details."""
     out: dict = {"current_batch": report.get("current_batch"),
                  "decision_level": report["decision"]["level"],
                  "n_alarms": report["decision"]["n_alarms"],
                  "insufficient_data": int(report["status"] == "insufficient data"),
                  "alpha_family": report["calibration"]["family_alpha"],
                  "alpha_per_test": report["calibration"]["per_test_alpha_current"]}
+    by_signal: dict[str, list[dict]] = {}
     for t in report["tests"]:
-        s = t["signal"]
-        out[f"{s}_statistic"] = t["statistic"]
-        out[f"{s}_p_value"] = t["p_value"]
-        out[f"{s}_alarm"] = int(bool(t["alarm"]))
+        by_signal.setdefault(t["signal"], []).append(t)
+        name = t["test"]
+        out[f"{name}_p_value"] = t["p_value"]
+        out[f"{name}_statistic"] = t["statistic"] if isinstance(t["statistic"], (int, float)) else None
         for k, v in t["details"].items():
             if isinstance(v, (int, float)) and not isinstance(v, bool):
-                out[f"{s}_{k}"] = v
+                out[f"{name}_{k}"] = v
+    for s, ts in by_signal.items():
+        ran = [t for t in ts if t["status"] in ("ok", "alarm") and t["p_value"] is not None]
+        out[f"{s}_p_value"] = min(t["p_value"] for t in ran) if ran else None
+        out[f"{s}_alarm"] = int(any(t["alarm"] for t in ts))
+        out[f"{s}_alpha"] = min(t["alpha"] for t in ran) if ran else None
     hist = [h for h in report.get("history", []) if not h.get("in_reference")]
     if hist:
         out["n_batches_prompt_alarm"] = int(sum(bool(h["alarm"]) for h in hist))
@@ -157,7 +165,50 @@ def _fmt(v) -> str:
 def _table(rows: list[dict], cols: list[str]) -> str:
     head = "".join(f"<th>{html.escape(c)}</th>" for c in cols)
     body = "".join("<tr>" + "".join(f"<td>{_fmt(r.get(c))}</td>" for c in cols) + "</tr>" for r in rows)
-    return f"<table><tr>{head}</tr>{body}</table>"
+    # wide tables scroll inside their own box instead of stretching the page
+    return f"<div class='scroll'><table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table></div>"
+
+
+_NESTED = ("statistics", "clusters", "topics", "per_statistic", "projections")
+
+
+def _embedding_sections(report: dict) -> list[str]:
+    """Per-statistic tables of the embedding tests, the prompt clusters and the LDA topics."""
+    parts = []
+    for t in report["tests"]:
+        st = t["details"].get("statistics")
+        if st:
+            rows = [{"name": k, **v} for k, v in st.items()]
+            parts += [f"<h3>{html.escape(t['test'])}: statistics of its permutation test</h3>",
+                      _table(rows, ["name", "statistic", "p_value", "threshold", "null_mean", "null_std"])]
+    cl = report.get("clusters")
+    if cl and not cl.get("reason"):
+        parts += ["<h2>Prompt clusters</h2>",
+                  f"<p>k-means ({cl['n_clusters']} clusters) fitted on {cl['n_reference_fit']} reference prompts; "
+                  f"held-out reference ({cl['n_reference_held_out']}) vs current ({cl['n_current']}): JS divergence "
+                  f"{_fmt(cl['js_divergence_nats'])} nats, chi-square p={_fmt(cl['chi2_p_value'])}. Far from every "
+                  f"reference centroid (beyond the held-out {cl['far_quantile']:.0%} quantile): "
+                  f"{_fmt(cl['far_share_reference'])} of the reference, {_fmt(cl['far_share_current'])} of the current "
+                  f"window (one-sided Fisher p={_fmt(cl['far_p_value'])}).</p>"]
+        if cl.get("new_clusters"):
+            rows = [{**c, "examples": " | ".join(c["examples"]), "top_words": ", ".join(c["top_words"])}
+                    for c in cl["new_clusters"]]
+            parts += ["<h3>New clusters (current prompts far from the reference)</h3>",
+                      _table(rows, ["size", "share_current", "share_reference", "p_value", "top_words", "examples"])]
+        if cl.get("grew"):
+            rows = [{**c, "examples": " | ".join(c["examples"]), "top_words": ", ".join(c["top_words"])}
+                    for c in cl["grew"]]
+            parts += ["<h3>Reference clusters that grew</h3>",
+                      _table(rows, ["cluster", "share_reference", "share_current", "change", "p_value_grew",
+                                    "top_words", "examples"])]
+    tp = report.get("topics")
+    if tp and not tp.get("reason"):
+        rows = [{**t, "top_words": ", ".join(t["top_words"]), "examples_current": " | ".join(t["examples_current"])}
+                for t in tp["topics"]]
+        parts += ["<h2>Prompt topics (LDA fitted on the reference)</h2>",
+                  f"<p>JS divergence of the mean topic mix: {_fmt(tp['js_divergence_nats'])} nats. Descriptive.</p>",
+                  _table(rows, ["topic", "share_reference", "share_current", "change", "top_words", "examples_current"])]
+    return parts
 
 
 def render_html(report: dict, plot_data: dict, title: str = "driftkeel drift report") -> str:
@@ -169,7 +220,8 @@ def render_html(report: dict, plot_data: dict, title: str = "driftkeel drift rep
                                           plot_data.get("cur_emb", np.zeros((0, 2)))))]
     d = report["decision"]
     tests = [{**t, "details": json.dumps({k: (round(v, 4) if isinstance(v, float) else v)
-                                          for k, v in t["details"].items()})} for t in report["tests"]]
+                                          for k, v in t["details"].items() if k not in _NESTED}, default=str)}
+             for t in report["tests"]]
     parts = [
         f"<h1>{html.escape(title)}</h1>",
         f"<p>Status: <b>{html.escape(report['status'])}</b>; current batch: {_fmt(report.get('current_batch'))};"
@@ -177,22 +229,33 @@ def render_html(report: dict, plot_data: dict, title: str = "driftkeel drift rep
         f" embeddings: {html.escape(str(report.get('embedding_backend')))}.</p>",
         f"<h2>Decision: <span class='act'>{html.escape(d['action'])}</span></h2><ul>"
         + "".join(f"<li>{html.escape(r)}</li>" for r in d["reasons"]) + "</ul>",
+    ]
+    # the plots first (what people look at), the numbers behind them after
+    for name, png in figs:
+        if png:
+            parts.append(f"<figure><h2>{html.escape(name)}</h2><img alt='{html.escape(name)}' "
+                         f"src='data:image/png;base64,{png}'></figure>")
+    parts += [
         "<h2>Tests on the current window</h2>",
-        f"<p>Calibration: Bonferroni at family alpha {_fmt(report['calibration']['family_alpha'])} over the tests "
-        "that ran on the window; the <i>alpha</i> column is the level each test (and alarm) was calibrated for.</p>",
+        f"<p>Calibration: the window's false-alarm rate is {_fmt(report['calibration']['family_alpha'])}, split "
+        "equally over the signals that could be tested, then over each signal's tests (Bonferroni); the embedding "
+        "tests are permutation tests whose several statistics are combined by min-p over the same permutations. "
+        "The <i>alpha</i> column is the false-alarm rate each test (and alarm) was calibrated for.</p>",
         _table(tests, ["signal", "test", "status", "statistic_name", "statistic", "p_value", "alpha",
                        "n_reference", "n_current", "reason", "details"]),
     ]
+    parts += _embedding_sections(report)
     if report.get("history"):
         parts += ["<h2>History (each batch vs the reference)</h2>",
                   _table(report["history"], list(report["history"][0].keys()))]
-    for name, png in figs:
-        if png:
-            parts.append(f"<h2>{html.escape(name)}</h2><img alt='{html.escape(name)}' src='data:image/png;base64,{png}'>")
-    style = ("body{font-family:sans-serif;max-width:1200px;margin:auto;padding:1em}"
+    style = ("body{font-family:system-ui,sans-serif;max-width:1200px;margin:auto;padding:1em;color:#222}"
              "table{border-collapse:collapse;font-size:12px}td,th{border:1px solid #ccc;padding:3px 6px}"
-             ".act{color:#b00}img{max-width:100%}")
-    return (f"<!doctype html><html><head><meta charset='utf-8'><title>{html.escape(title)}</title>"
+             "th{background:#f3f3f3;position:sticky;top:0}tbody tr:nth-child(even){background:#fafafa}"
+             ".scroll{overflow-x:auto;max-width:100%}figure{margin:0 0 1em 0}"
+             ".act{color:#b00}img{max-width:100%;height:auto}")
+    return (f"<!doctype html><html lang='en'><head><meta charset='utf-8'>"
+            f"<meta name='viewport' content='width=device-width, initial-scale=1'>"
+            f"<title>{html.escape(title)}</title>"
             f"<style>{style}</style></head><body>{''.join(parts)}</body></html>\n")
 
 

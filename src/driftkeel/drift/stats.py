@@ -15,9 +15,14 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 from scipy import stats as sstats
-from threadpoolctl import threadpool_limits
 
 _BLOCK = 2048
+
+
+def _single_threaded():
+    from driftkeel.drift.twosample import single_threaded
+
+    return single_threaded()
 
 
 @dataclass
@@ -42,7 +47,7 @@ def pairwise_sq_dists(X: np.ndarray, Y: np.ndarray | None = None) -> np.ndarray:
     xx = np.einsum("ij,ij->i", X, X)
     yy = np.einsum("ij,ij->i", Y, Y)
     out = np.empty((X.shape[0], Y.shape[0]), dtype=np.float64)
-    with threadpool_limits(1):
+    with _single_threaded():
         for s in range(0, X.shape[0], _BLOCK):
             e = min(s + _BLOCK, X.shape[0])
             out[s:e] = xx[s:e, None] + yy[None, :] - 2.0 * (X[s:e] @ Y.T)
@@ -63,7 +68,7 @@ def median_heuristic(sq_dists: np.ndarray) -> float:
 def _mmd2_from_indicators(Kz: np.ndarray, A: np.ndarray, n: int, m: int) -> np.ndarray:
     """Unbiased MMD^2 for each row of the 0/1 indicator matrix A (1 = sample X); Kz has a zero diagonal."""
     B = 1.0 - A
-    with threadpool_limits(1):
+    with _single_threaded():
         KA = A @ Kz
         KB = B @ Kz
     sxx = np.einsum("ij,ij->i", KA, A)
@@ -180,3 +185,26 @@ def ks_test(x, y) -> tuple[float, float]:
     """Two-sided two-sample Kolmogorov-Smirnov test: (statistic, p-value)."""
     res = sstats.ks_2samp(np.asarray(x, dtype=float), np.asarray(y, dtype=float))
     return float(res.statistic), float(res.pvalue)
+
+
+def kl_divergence(p, q, smoothing: float = 0.5) -> float:
+    """KL(p || q) in nats of two count histograms, with `smoothing` pseudo-counts added to every bin
+    (so that a bin empty in q gives a large but finite value)."""
+    p = np.asarray(p, dtype=float) + smoothing
+    q = np.asarray(q, dtype=float) + smoothing
+    if p.shape != q.shape:
+        raise ValueError(f"histograms differ in shape: {p.shape} vs {q.shape}")
+    p, q = p / p.sum(), q / q.sum()
+    return float(max(np.sum(p * np.log(p / q)), 0.0))
+
+
+def divergences(ref, cur, n_bins: int = 30) -> dict:
+    """Effect sizes of a 1-D shift: JS (nats), KL(current || reference) (nats, smoothed), Wasserstein,
+    on shared equal-width bins."""
+    ref = np.asarray(ref, dtype=float)
+    cur = np.asarray(cur, dtype=float)
+    edges = shared_bins(ref, cur, n_bins)
+    hr, hc = histogram(ref, edges), histogram(cur, edges)
+    return {"js_nats": js_divergence(hr, hc) if hr.sum() and hc.sum() else None,
+            "kl_current_reference_nats": kl_divergence(hc, hr) if hr.sum() and hc.sum() else None,
+            "wasserstein": wasserstein(ref, cur) if len(ref) and len(cur) else None}

@@ -1,11 +1,20 @@
 """The promotion gate: may the challenger become champion?
 
-Two checks, thresholds from `params.yaml` (`evaluate:`):
-- the new reward model ranks held-out pairs well enough: `reward_accuracy >= min_reward_accuracy`;
-- the new policy is not worse than the baseline (current champion, or the SFT model when there is none)
-  under the NEW reward model by more than `max_policy_reward_drop`:
-  `baseline_mean_reward - challenger_mean_reward <= max_policy_reward_drop`.
-A metric that is missing or not a finite number fails its check (never passes by accident).
+Checks, thresholds from `params.yaml` (`evaluate:`), all on the same fixed eval sets:
+- `reward_accuracy >= min_reward_accuracy`: the new reward model ranks held-out pairs well enough;
+- `baseline_mean_reward - challenger_mean_reward <= max_policy_reward_drop`: the new policy is not
+  worse than the baseline (champion, or the SFT model when there is none) under the NEW reward model;
+- `policy_win_rate >= min_policy_win_rate`: share of prompts where the challenger's response beats the
+  baseline's under the new reward model (ties half);
+- `reward_accuracy_drop_new <= max_reward_accuracy_drop`: champion reward model's accuracy minus the
+  challenger's on the new (post-drift) slice;
+- `forgetting <= max_forgetting`: the same on the old (pre-drift) slice;
+- `reward_accuracy_topic_gap <= max_topic_gap`: best minus worst topic accuracy (bias/fairness gap);
+- `true_win_rate >= min_true_win_rate`: win rate under the simulator's true utility (ORACLE: only when
+  the data is the simulator's; never available in production).
+A threshold set to null only reports its metric. A champion comparison without a champion reward
+model, or the oracle check without simulator data, is *skipped* (passes, says why). Otherwise a metric
+that is missing or not a finite number fails its check (never passes by accident).
 """
 from __future__ import annotations
 
@@ -20,6 +29,7 @@ class Check:
     threshold: float
     passed: bool
     reason: str
+    skipped: bool = False
 
 
 @dataclass(frozen=True)
@@ -61,14 +71,59 @@ def check_policy_reward(challenger_mean, baseline_mean, max_policy_reward_drop: 
                  f"{challenger_mean:.4f}) {rel} max_policy_reward_drop {max_policy_reward_drop:.4f}")
 
 
-def gate(metrics: dict, min_reward_accuracy: float, max_policy_reward_drop: float) -> Verdict:
-    """Apply both checks to `metrics` (keys: reward_accuracy, challenger_mean_reward,
-    baseline_mean_reward). `reasons` lists the failed checks' explanations (empty when passed)."""
+def check_bound(name: str, value, threshold: float, *, upper: bool, label: str, param: str,
+                skip: str | None = None) -> Check:
+    """`value <= threshold` (upper) or `value >= threshold`; `skip` = why the check does not apply."""
+    if skip is not None:
+        return Check(name, None, threshold, True, f"{label}: skipped ({skip})", skipped=True)
+    if not _finite(value):
+        return Check(name, None, threshold, False, f"{label} is missing or not a number ({value!r})")
+    ok = value <= threshold if upper else value >= threshold
+    rel = ("<=" if ok else ">") if upper else (">=" if ok else "<")
+    return Check(name, float(value), threshold, ok, f"{label} {value:.4f} {rel} {param} {threshold:.4f}")
+
+
+# name, metric key, upper bound?, flag metric that must be 1 for the check to apply, and why not
+OPTIONAL_CHECKS = [
+    ("policy_win_rate", "policy_win_rate", False, None, None),
+    ("reward_accuracy_drop", "reward_accuracy_drop_new", True, "has_champion_reward",
+     "no champion reward model to compare with"),
+    ("forgetting", "forgetting", True, "has_champion_reward", "no champion reward model to compare with"),
+    ("topic_gap", "reward_accuracy_topic_gap", True, None, None),
+    ("true_win_rate", "true_win_rate", False, "oracle_available",
+     "not simulator data: no true utility (oracle)"),
+]
+THRESHOLD_PARAM = {"policy_win_rate": "min_policy_win_rate", "reward_accuracy_drop": "max_reward_accuracy_drop",
+                   "forgetting": "max_forgetting", "topic_gap": "max_topic_gap",
+                   "true_win_rate": "min_true_win_rate"}
+
+
+def gate(metrics: dict, min_reward_accuracy: float, max_policy_reward_drop: float,
+         **thresholds: float | None) -> Verdict:
+    """Apply the checks to `metrics`. The two first checks always run; the others run when their
+    threshold (keyword named as in params, e.g. `min_policy_win_rate=0.5`) is given and not None.
+    `reasons` lists the failed checks' explanations (empty when passed)."""
     checks = [
         check_reward_accuracy(metrics.get("reward_accuracy"), min_reward_accuracy),
         check_policy_reward(metrics.get("challenger_mean_reward"), metrics.get("baseline_mean_reward"),
                             max_policy_reward_drop),
     ]
+    unknown = set(thresholds) - set(THRESHOLD_PARAM.values())
+    if unknown:
+        raise TypeError(f"gate: unknown threshold(s) {sorted(unknown)}")
+    for name, key, upper, needs, why in OPTIONAL_CHECKS:
+        threshold = thresholds.get(THRESHOLD_PARAM[name])
+        if threshold is None:
+            continue
+        skip = why if needs is not None and metrics.get(needs) != 1 else None
+        checks.append(check_bound(name, metrics.get(key), float(threshold), upper=upper, label=key,
+                                  param=THRESHOLD_PARAM[name], skip=skip))
     passed = all(c.passed for c in checks)
     return Verdict(passed=passed, reasons=[c.reason for c in checks if not c.passed],
                    metrics=dict(metrics), checks=checks)
+
+
+def gate_from_params(metrics: dict, params) -> Verdict:
+    """:func:`gate` with every threshold from an `EvaluateParams`."""
+    return gate(metrics, params.min_reward_accuracy, params.max_policy_reward_drop,
+                **{p: getattr(params, p) for p in THRESHOLD_PARAM.values()})

@@ -4,16 +4,25 @@ The parent run is found (or created) by a *pipeline key*: `DRIFTKEEL_RUN_GROUP` 
 script and the Prefect flows set it), else a hash of the git commit, the DVC hash of `data/` and
 params.yaml, so all stages of one `dvc repro` on one code+data+params version share a parent.
 Every run is tagged with the git commit and the DVC hash of `data/`.
+
+:func:`check_store` is the pre-flight every stage runs before any work (``pipelines/_stage.py``): an
+unreachable or unwritable tracking store fails the stage in seconds with a clear message, never after
+training. Params logged to MLflow pass through :func:`driftkeel.security.redact` (secrets never reach
+the store).
 """
 from __future__ import annotations
 
 import contextlib
 import hashlib
 import os
+import sqlite3
 import subprocess
+import urllib.error
+import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator
+from urllib.parse import urlsplit, unquote
 
 import yaml
 
@@ -35,6 +44,72 @@ def tracking_uri(root: Path, common: CommonParams) -> str:
     if common.mlflow.tracking_uri:
         return common.mlflow.tracking_uri
     return f"sqlite:///{(Path(root).resolve() / 'mlflow.db').as_posix()}"
+
+
+class TrackingUnavailable(RuntimeError):
+    """The MLflow tracking store cannot be reached or written."""
+
+
+def _sqlite_path(uri: str) -> Path:
+    return Path(unquote(uri[len("sqlite:///"):].split("?", 1)[0]))
+
+
+def _check_writable_dir(path: Path, what: str) -> None:
+    path.mkdir(parents=True, exist_ok=True)
+    probe = path / f".driftkeel-write-probe-{os.getpid()}"
+    try:
+        probe.write_bytes(b"")
+        probe.unlink()
+    except OSError as exc:
+        raise TrackingUnavailable(f"{what} {path} is not writable ({exc.strerror})") from None
+
+
+def check_store(root: Path, common: CommonParams, timeout_s: float | None = None) -> str:
+    """Raise TrackingUnavailable unless the tracking store answers (HTTP) or can be written (SQLite,
+    local folders); returns the URI. Cheap: one request or one SQLite query. Other schemes (postgres,
+    databricks, ...) are left to MLflow's own first call."""
+    from driftkeel.security import strip_url_password
+
+    uri = tracking_uri(root, common)
+    timeout = float(os.environ.get("DRIFTKEEL_MLFLOW_CHECK_TIMEOUT_S", timeout_s or 10))
+    scheme = urlsplit(uri).scheme
+    try:
+        if scheme == "sqlite":
+            db = _sqlite_path(uri)
+            if not db.parent.is_dir():
+                raise TrackingUnavailable(f"folder {db.parent} of the SQLite store does not exist")
+            _check_writable_dir(db.parent, "folder of the SQLite store")
+            if db.exists():
+                con = sqlite3.connect(f"file:{db}?mode=rw", uri=True, timeout=timeout)
+                try:
+                    con.execute("PRAGMA schema_version").fetchone()
+                finally:
+                    con.close()
+        elif scheme in ("http", "https"):
+            url = uri.rstrip("/") + "/health"
+            try:
+                with urllib.request.urlopen(url, timeout=timeout) as resp:  # noqa: S310 (http(s) only)
+                    resp.read(64)
+            except urllib.error.HTTPError as exc:
+                if exc.code >= 500:
+                    raise TrackingUnavailable(f"server error {exc.code} from {strip_url_password(url)}") from None
+            except (urllib.error.URLError, OSError) as exc:
+                reason = getattr(exc, "reason", exc)
+                raise TrackingUnavailable(f"cannot connect ({reason})") from None
+        elif scheme in ("", "file"):
+            _check_writable_dir(Path(unquote(urlsplit(uri).path)), "tracking folder")
+        art = artifact_location(root, common)
+        if urlsplit(art).scheme == "file":
+            _check_writable_dir(Path(unquote(urlsplit(art).path)), "artifact folder")
+    except TrackingUnavailable as exc:
+        raise TrackingUnavailable(
+            f"MLflow tracking store unavailable at {strip_url_password(uri)}: {exc}. Nothing was run. "
+            "Start or fix the store (MLFLOW_TRACKING_URI or common.mlflow.tracking_uri in params.yaml), "
+            "then re-run.") from None
+    except sqlite3.Error as exc:
+        raise TrackingUnavailable(f"MLflow tracking store unavailable at {uri}: SQLite error ({exc}). "
+                                  "Nothing was run. Fix or move the database file, then re-run.") from None
+    return uri
 
 
 def artifact_location(root: Path, common: CommonParams) -> str:
@@ -123,7 +198,9 @@ class StageRun:
     def log_params(self, params: dict) -> None:
         import mlflow
 
-        mlflow.log_params({k: str(v)[:500] for k, v in params.items()})
+        from driftkeel.security import redact
+
+        mlflow.log_params({k: str(v)[:500] for k, v in redact(dict(params)).items()})
 
     def log_artifact(self, path: str | Path, artifact_path: str | None = None) -> None:
         import mlflow

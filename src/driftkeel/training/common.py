@@ -28,6 +28,11 @@ def quiet_offline_env() -> None:
     """Offline, no progress bars, no reporting integrations (setdefault: callers may override)."""
     for k, v in _ENV.items():
         os.environ.setdefault(k, v)
+    import warnings
+
+    warnings.filterwarnings("ignore", message=".*fan_in_fan_out.*")  # peft on GPT-2's Conv1D: it fixes it
+    # TRL 1.12 / peft still call transformers' deprecated gradient_checkpointing names
+    warnings.filterwarnings("ignore", message=".*gradient_checkpointing.*", category=FutureWarning)
     import datasets
     import transformers
 
@@ -44,8 +49,11 @@ def estimated_steps(n_examples: int, batch_size: int, epochs: float, max_steps: 
 
 
 def base_args(output_dir: Path, *, seed: int, learning_rate: float, batch_size: int, epochs: float,
-              max_steps: int, n_examples: int) -> dict:
-    """TrainingArguments shared by the SFT and reward trainers (CPU: fp32; GPU: bf16 autocast)."""
+              max_steps: int, n_examples: int, checkpoint_every: int = 0) -> dict:
+    """TrainingArguments shared by the Hugging Face trainers (CPU: fp32; GPU: bf16 autocast), with
+    periodic resumable checkpoints in `output_dir` (see `checkpoints.py`)."""
+    from driftkeel.training.checkpoints import hf_save_args
+
     steps = estimated_steps(n_examples, batch_size, epochs, max_steps)
     return dict(
         output_dir=str(output_dir),
@@ -61,9 +69,7 @@ def base_args(output_dir: Path, *, seed: int, learning_rate: float, batch_size: 
         weight_decay=0.0,
         logging_steps=max(1, steps // 50),
         logging_first_step=True,
-        save_strategy="steps",
-        save_steps=max(1, steps // 2),
-        save_total_limit=1,
+        **hf_save_args(steps, checkpoint_every),
         report_to="none",
         disable_tqdm=True,
         bf16=use_bf16(),
@@ -71,6 +77,7 @@ def base_args(output_dir: Path, *, seed: int, learning_rate: float, batch_size: 
         activation_checkpointing=False,
         dataloader_num_workers=0,
         dataloader_pin_memory=torch.cuda.is_available(),
+        use_cpu=not torch.cuda.is_available(),  # also: gloo DDP on CPU under torchrun
     )
 
 
@@ -128,3 +135,36 @@ def inference(model: torch.nn.Module) -> Iterator[None]:
             yield
     finally:
         model.train(was_training)
+
+
+# ------------------------------------------------------------------- several processes (accelerate)
+# Under `accelerate launch` / `torchrun` every process runs the whole stage; the trainers split the
+# batches between them, and only the main process writes files (checkpoints bookkeeping, the final
+# model, metrics, MLflow). These helpers cost nothing in a single process.
+
+
+def world_size() -> int:
+    return int(os.environ.get("WORLD_SIZE", "1") or 1)
+
+
+def is_main_process() -> bool:
+    return int(os.environ.get("RANK", "0") or 0) == 0
+
+
+def wait_for_everyone() -> None:
+    """A barrier across the launched processes (no-op in a single process)."""
+    if world_size() > 1:
+        from accelerate import PartialState
+
+        PartialState(cpu=not torch.cuda.is_available()).wait_for_everyone()
+
+
+def gathered_state_dict(trainer) -> dict | None:
+    """Full weights of a sharded model (FSDP, DeepSpeed ZeRO-3), gathered for the final save; None when
+    the model is whole in every process (single process, DDP). Every process must call it."""
+    acc = getattr(trainer, "accelerator", None)
+    if acc is None or hasattr(trainer.model, "peft_config"):  # LoRA: adapters are merged, not gathered
+        return None
+    ds = getattr(acc.state, "deepspeed_plugin", None)
+    sharded = getattr(trainer, "is_fsdp_enabled", False) or (ds is not None and ds.zero_stage == 3)
+    return acc.get_state_dict(trainer.model) if sharded else None

@@ -192,17 +192,33 @@ def resolve(model_or_dir, loader, **kwargs):
     return loader(model_or_dir, **kwargs)
 
 
-def save_model(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, out_dir: str | Path) -> Path:
-    """Save model (safetensors) + tokenizer to `out_dir` atomically: a temp dir renamed into place."""
+def save_model(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, out_dir: str | Path,
+               state_dict: dict | None = None) -> Path:
+    """Save model (safetensors) + tokenizer to `out_dir` atomically: a temp dir renamed into place.
+    With several launched processes only the main one writes; all return once it is in place.
+    `state_dict`: the full weights gathered from a sharded (FSDP / ZeRO-3) model, see
+    `common.gathered_state_dict`."""
+    from driftkeel.training.common import is_main_process, wait_for_everyone
+
     out_dir = Path(out_dir)
+    if not is_main_process():
+        wait_for_everyone()
+        return out_dir
+    try:
+        _save_atomically(model, tokenizer, out_dir, state_dict)
+    finally:
+        wait_for_everyone()
+    return out_dir
+
+
+def _save_atomically(model, tokenizer, out_dir: Path, state_dict: dict | None = None) -> None:
     with atomic_dir(out_dir) as tmp:
-        model.save_pretrained(tmp)
+        model.save_pretrained(tmp, **({"state_dict": state_dict} if state_dict is not None else {}))
         tokenizer.save_pretrained(tmp)
         tmp.chmod(0o755)  # mkdtemp makes it owner-only; a saved model is meant to be shared
         stray = [p.name for p in tmp.iterdir() if p.suffix in (".bin", ".pt", ".pth")]
         if stray:
             raise RuntimeError(f"save_model: non-safetensors weights written: {stray}")
-    return out_dir
 
 
 def params_snapshot(model: torch.nn.Module) -> dict[str, torch.Tensor]:

@@ -7,6 +7,7 @@ per pair by `weight` (e.g. the annotation confidence); with all weights equal it
 """
 from __future__ import annotations
 
+import shutil
 import time
 from pathlib import Path
 from typing import Sequence
@@ -18,15 +19,20 @@ from trl import RewardConfig, RewardTrainer
 from trl.trainer.reward_trainer import DataCollatorForPreference
 
 from driftkeel.config import CommonParams, RewardParams
+from driftkeel.io import read_json, write_json
+from driftkeel.training import checkpoints as ckpt
 from driftkeel.training.common import (
     base_args,
     cpu_threads,
+    gathered_state_dict,
     history,
     inference,
+    is_main_process,
     quiet,
     quiet_offline_env,
-    remove_if_empty,
+    wait_for_everyone,
 )
+from driftkeel.training.lora import merged, peft_config
 from driftkeel.training.models import (
     changed_fraction,
     default_device,
@@ -98,66 +104,212 @@ class WeightedRewardTrainer(RewardTrainer):
         return (loss, outputs) if return_outputs else loss
 
 
-def train_reward(train_pairs: Sequence[dict], eval_pairs: Sequence[dict], init_path: str | Path,
-                 out_dir: str | Path, common: CommonParams, params: RewardParams) -> dict:
-    """Train a reward model initialised from `init_path` (the SFT model dir, a Hub id or a path).
+def bootstrap_pairs(pairs: Sequence[dict], seed: int) -> list[dict]:
+    """A seeded bootstrap resample as weights: each pair is drawn Poisson(1) times (the large-n limit of
+    sampling n with replacement); drawn pairs keep weight x count, undrawn ones are left out."""
+    counts = np.random.default_rng(seed).poisson(1.0, size=len(pairs))
+    if not counts.any():
+        counts[0] = 1
+    return [{**p, "weight": float(p.get("weight") if p.get("weight") is not None else 1.0) * int(c)}
+            for p, c in zip(pairs, counts) if c > 0]
 
-    Saves out_dir/model; returns {"metrics": {..., eval_accuracy, train_accuracy}, "history":
-    [{step, loss}], "eval_history": [{step, eval_loss, eval_accuracy}], "model_dir"}."""
+
+def attach_margins(pairs: Sequence[dict], margins: dict[str, float], scale: float) -> list[dict]:
+    """Each pair's Bradley-Terry margin = `scale` x its aggregate margin (log-odds of the preference,
+    from outputs/aggregate/training_weights.parquet, keyed by pair_id); 0 when unknown."""
+    return [{**p, "margin": float(scale) * float(margins.get(str(p.get("pair_id")), 0.0) or 0.0)}
+            for p in pairs]
+
+
+def read_margins(path: str | Path) -> dict[str, float]:
+    """{comparison_id: margin} from the aggregate stage's training weights (empty if absent)."""
+    import pandas as pd
+
+    path = Path(path)
+    if not path.exists():
+        return {}
+    df = pd.read_parquet(path, columns=["comparison_id", "margin"]).dropna()
+    return dict(zip(df["comparison_id"].astype(str), df["margin"].astype(float)))
+
+
+def set_calibration(model, temperature: float, offset: float) -> None:
+    """Record the member's calibration in its config (travels with the saved and registered model):
+    P(a > b) = sigmoid((r_a - r_b) / temperature); standardised reward = (r - offset) / temperature."""
+    rec = dict(getattr(model.config, "driftkeel", None) or {})
+    rec.update({"temperature": float(temperature), "reward_offset": float(offset)})
+    model.config.driftkeel = rec
+
+
+def get_calibration(model) -> tuple[float, float]:
+    """(temperature, offset) recorded by :func:`set_calibration`, else (1.0, 0.0)."""
+    rec = getattr(model.config, "driftkeel", None) or {}
+    return float(rec.get("temperature", 1.0)), float(rec.get("reward_offset", 0.0))
+
+
+def train_reward_member(train_pairs: Sequence[dict], calib_pairs: Sequence[dict], init_path: str | Path,
+                        model_dir: str | Path, ckpt_dir: str | Path, common: CommonParams,
+                        params: RewardParams, seed: int, keep_checkpoints: bool = False) -> dict:
+    """Train one reward model (checkpointed, resumable), calibrate it on `calib_pairs`, save it to
+    `model_dir` atomically. Returns {"metrics", "history", "eval_history", "model_dir"}.
+    `keep_checkpoints`: leave them for the caller to remove (an ensemble keeps finished members'
+    final checkpoints until every member is saved, so a re-run after a kill does not retrain them)."""
     quiet_offline_env()
     from datasets import Dataset
     from transformers import set_seed
 
+    from driftkeel.evaluation.metrics import expected_calibration_error, fit_temperature, preference_probability
+
     if not train_pairs:
         raise ValueError("train_reward: no training pairs")
-    out_dir = Path(out_dir)
-    set_seed(common.seed)  # the score head is initialised at load time
+    model_dir, ckpt_dir = Path(model_dir), Path(ckpt_dir)
+    resume = ckpt.prepare(ckpt_dir, ckpt.run_fingerprint(
+        "reward", params=params, common=common, data=[list(train_pairs), list(calib_pairs), seed],
+        models=[init_path]))
+    start_step = ckpt.resumed_step(resume)
+    set_seed(seed)  # the score head is initialised at load time
     model, tokenizer = load_reward_model(init_path)
     set_lengths(model, common.max_prompt_tokens, common.max_response_tokens)
     mp, mr = common.max_prompt_tokens, common.max_response_tokens
-    train_ds = Dataset.from_list(encode_pairs(tokenizer, train_pairs, mp, mr))
-    eval_ds = Dataset.from_list(encode_pairs(tokenizer, eval_pairs, mp, mr)) if eval_pairs else None
+    rows = encode_pairs(tokenizer, train_pairs, mp, mr)
+    if any("margin" in p for p in train_pairs):
+        for row, p in zip(rows, train_pairs):
+            row["margin"] = float(p.get("margin") or 0.0)
+    train_ds = Dataset.from_list(rows)
+    eval_ds = Dataset.from_list(encode_pairs(tokenizer, calib_pairs, mp, mr)) if calib_pairs else None
 
-    kwargs = base_args(out_dir / "checkpoints", seed=common.seed, learning_rate=params.learning_rate,
+    kwargs = base_args(ckpt_dir, seed=seed, learning_rate=params.learning_rate,
                        batch_size=params.batch_size, epochs=params.epochs, max_steps=params.max_steps,
-                       n_examples=len(train_ds))
-    kwargs.update(save_strategy="no", save_total_limit=None)
+                       n_examples=len(train_ds), checkpoint_every=params.checkpoint_every)
     if eval_ds is not None:
         kwargs.update(eval_strategy="steps", eval_steps=max(1, kwargs["save_steps"] // 2))
     args = RewardConfig(**kwargs, max_length=None, disable_dropout=True,
                         center_rewards_coefficient=params.center_rewards_coefficient)
+    before = params_snapshot(model)  # before LoRA adapters are injected (they rename the weights)
     trainer = WeightedRewardTrainer(
         model=model, args=args, train_dataset=train_ds, eval_dataset=eval_ds, processing_class=tokenizer,
         data_collator=WeightedPreferenceCollator(pad_token_id=tokenizer.pad_token_id),
+        peft_config=peft_config(params.lora, "SEQ_CLS"),
     )
     quiet(trainer)
-    before = params_snapshot(model)
+    ckpt.add_callbacks(trainer)
     t0 = time.perf_counter()
     with cpu_threads(trainer.model):
-        result = trainer.train()
+        trainer.train(resume_from_checkpoint=str(resume) if resume else None)
     seconds = time.perf_counter() - t0
 
-    trained = trainer.model
-    save_model(trained, tokenizer, out_dir / "model")
-    remove_if_empty(out_dir / "checkpoints")
+    full = gathered_state_dict(trainer)
+    trained = merged(trainer.model)
+    trained.config.pad_token_id = tokenizer.pad_token_id
+    temperature, offset, calib = 1.0, 0.0, {}
+    if calib_pairs:
+        c, r = score_pairs((trained, tokenizer), calib_pairs)
+        if params.calibrate:
+            temperature = fit_temperature(c - r)
+        offset = float(np.mean(np.concatenate([c, r])))
+        calib = {"calibration_ece_raw": expected_calibration_error(preference_probability(c - r)),
+                 "calibration_ece": expected_calibration_error(preference_probability(c - r, temperature))}
+    set_calibration(trained, temperature, offset)
+    save_model(trained, tokenizer, model_dir, state_dict=full)
+    if not keep_checkpoints:
+        ckpt.finish(ckpt_dir)
     sample = list(train_pairs)[: min(len(train_pairs), 500)]
+    epochs = float(trainer.state.epoch or 0.0)
+    done_epochs = epochs * (1 - start_step / max(trainer.state.global_step, 1))
     metrics = {
-        "train_loss": float(result.training_loss),
+        "train_loss": ckpt.logged_mean(trainer.state.log_history, "loss"),
         "steps": int(trainer.state.global_step),
-        "epochs": float(trainer.state.epoch or 0.0),
+        "epochs": epochs,
         "n_train_pairs": len(train_ds),
         "n_eval_pairs": len(eval_ds) if eval_ds is not None else 0,
         "train_seconds": seconds,
-        "pairs_per_s": len(train_ds) * float(trainer.state.epoch or 0.0) / max(seconds, 1e-9),
+        "pairs_per_s": len(train_ds) * done_epochs / max(seconds, 1e-9),
+        "resumed_from_step": start_step,
         "train_accuracy": pairwise_accuracy((trained, tokenizer), sample),
-        "eval_accuracy": pairwise_accuracy((trained, tokenizer), eval_pairs) if eval_pairs else float("nan"),
+        "eval_accuracy": pairwise_accuracy((trained, tokenizer), calib_pairs) if calib_pairs else float("nan"),
+        "temperature": temperature,
+        "reward_offset": offset,
+        **calib,
         "params_changed_fraction": changed_fraction(before, trained),
     }
     evals = [{"step": int(r["step"]), "eval_loss": float(r["eval_loss"]),
               "eval_accuracy": float(r.get("eval_accuracy", float("nan")))}
              for r in trainer.state.log_history if "eval_loss" in r]
     return {"metrics": metrics, "history": history(trainer.state.log_history, "loss"),
-            "eval_history": evals, "model_dir": str(out_dir / "model")}
+            "eval_history": evals, "model_dir": str(model_dir)}
+
+
+ENSEMBLE_DIR, ENSEMBLE_FILE = "ensemble", "ensemble.json"
+
+
+def member_path(out_dir: Path, k: int) -> Path:
+    """Member 0 is out_dir/model (the registered reward model); the others out_dir/ensemble/member-k."""
+    return out_dir / "model" if k == 0 else out_dir / ENSEMBLE_DIR / f"member-{k}"
+
+
+def train_reward(train_pairs: Sequence[dict], eval_pairs: Sequence[dict], init_path: str | Path,
+                 out_dir: str | Path, common: CommonParams, params: RewardParams,
+                 margins: dict[str, float] | None = None) -> dict:
+    """Train `params.ensemble_size` reward models initialised from `init_path` (the SFT model dir, a
+    Hub id or a path): member 0 on all pairs (seed `common.seed`), members k >= 1 on a bootstrap
+    resample (`params.bootstrap`) with seed `common.seed + k`. Each is checkpointed (resumable after a
+    kill), temperature-calibrated on `eval_pairs` and saved atomically; member 0 is trained and saved
+    after the others, and `out_dir/ensemble/ensemble.json` (the list) is written last.
+    `margins` ({pair_id: margin}) x `params.margin_scale` are Bradley-Terry margins.
+
+    Returns member 0's {"metrics", "history", "eval_history", "model_dir"} with ensemble_* metrics
+    added, plus "member_dirs" and "members" (each member's metrics)."""
+    out_dir = Path(out_dir)
+    pairs = list(train_pairs)
+    if params.margin_scale > 0 and margins:
+        pairs = attach_margins(pairs, margins, params.margin_scale)
+    by_member = {}
+    for k in [*range(1, params.ensemble_size), 0]:  # member 0 (outputs/reward/model) last
+        seed = common.seed + k
+        data = bootstrap_pairs(pairs, seed) if k > 0 and params.bootstrap else pairs
+        by_member[k] = train_reward_member(data, eval_pairs, init_path, member_path(out_dir, k),
+                                           out_dir / "checkpoints" / f"member-{k}", common, params, seed,
+                                           keep_checkpoints=True)
+    results = [by_member[k] for k in range(params.ensemble_size)]
+    ens_dir = out_dir / ENSEMBLE_DIR
+    for stale in ens_dir.glob("member-*") if ens_dir.is_dir() and is_main_process() else []:
+        if stale.is_dir() and int(stale.name.split("-")[1]) >= params.ensemble_size:
+            shutil.rmtree(stale)
+    manifest = {"members": [str(member_path(out_dir, k).relative_to(out_dir))
+                            for k in range(params.ensemble_size)],
+                "seeds": [common.seed + k for k in range(params.ensemble_size)],
+                "bootstrap": params.bootstrap,
+                "temperatures": [r["metrics"]["temperature"] for r in results],
+                "offsets": [r["metrics"]["reward_offset"] for r in results]}
+    if is_main_process():
+        write_json(ens_dir / ENSEMBLE_FILE, manifest)
+    wait_for_everyone()
+    ckpt.finish(out_dir / "checkpoints")
+
+    res = dict(results[0])
+    metrics = dict(res["metrics"])
+    metrics["ensemble_size"] = params.ensemble_size
+    metrics["resumed_members"] = sum(r["metrics"]["resumed_from_step"] > 0 for r in results)
+    metrics["train_seconds_all_members"] = sum(r["metrics"]["train_seconds"] for r in results)
+    if eval_pairs:
+        from driftkeel.training.ensemble import RewardEnsemble
+
+        ens = RewardEnsemble([r["model_dir"] for r in results])
+        stats = ens.pair_stats(eval_pairs)
+        metrics.update({"ensemble_eval_accuracy": stats["accuracy"], "ensemble_mean_std": stats["mean_std"],
+                        "member_eval_accuracy_min": min(r["metrics"]["eval_accuracy"] for r in results),
+                        "member_eval_accuracy_max": max(r["metrics"]["eval_accuracy"] for r in results)})
+    res.update(metrics=metrics, member_dirs=[r["model_dir"] for r in results],
+               members=[r["metrics"] for r in results])
+    return res
+
+
+def ensemble_members(reward_out: str | Path) -> list[Path]:
+    """The reward stage's member dirs (member 0 first) from its manifest; [model] when there is none."""
+    reward_out = Path(reward_out)
+    manifest = reward_out / ENSEMBLE_DIR / ENSEMBLE_FILE
+    if manifest.is_file():
+        return [reward_out / rel for rel in read_json(manifest)["members"]]
+    return [reward_out / "model"]
 
 
 # ----------------------------------------------------------------------------------------- scoring
@@ -193,6 +345,14 @@ def score(model_dir_or_pair, prompts: Sequence[str], responses: Sequence[str],
             logits = model(input_ids=ids.to(device), attention_mask=mask.to(device)).logits
             out[idx] = logits[:, 0].float().cpu().numpy()
     return out
+
+
+def score_pairs(model_dir_or_pair, pairs: Sequence[dict], batch_size: int = 32):
+    """(chosen_scores, rejected_scores) of `pairs` in one scoring pass."""
+    prompts = [p["prompt"] for p in pairs]
+    s = score(model_dir_or_pair, prompts + prompts,
+              [p["chosen"] for p in pairs] + [p["rejected"] for p in pairs], batch_size=batch_size)
+    return s[: len(pairs)], s[len(pairs):]
 
 
 def pairwise_accuracy(model_dir_or_pair, pairs: Sequence[dict], batch_size: int = 32) -> float:

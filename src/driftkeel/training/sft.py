@@ -3,6 +3,8 @@
 Data: prompt/completion pairs (`format_prompt(prompt)` / response); the loss covers the completion only.
 `params.model_name_or_path == "tiny"` trains a tokenizer on the given texts and builds a small GPT-2
 from `common.tiny_model`; anything else (Hub id or local directory) is loaded and fine-tuned as is.
+Checkpoints go to out_dir/checkpoints; a re-run after a crash resumes from the last complete one
+(`checkpoints.py`). `params.lora.enabled` trains LoRA adapters and saves the merged model.
 """
 from __future__ import annotations
 
@@ -10,7 +12,16 @@ import time
 from pathlib import Path
 
 from driftkeel.config import CommonParams, SftParams
-from driftkeel.training.common import base_args, cpu_threads, history, quiet, quiet_offline_env
+from driftkeel.training import checkpoints as ckpt
+from driftkeel.training.common import (
+    base_args,
+    cpu_threads,
+    gathered_state_dict,
+    history,
+    quiet,
+    quiet_offline_env,
+)
+from driftkeel.training.lora import merged, peft_config
 from driftkeel.training.models import (
     TINY,
     build_tiny_causal_lm,
@@ -46,6 +57,10 @@ def train_sft(demos: list[dict], tokenizer_texts: list[str], out_dir: str | Path
     if not demos:
         raise ValueError("train_sft: no demonstrations")
     out_dir = Path(out_dir)
+    ckpt_dir = out_dir / "checkpoints"
+    base = [] if params.model_name_or_path == TINY else [params.model_name_or_path]
+    resume = ckpt.prepare(ckpt_dir, ckpt.run_fingerprint("sft", params=params, common=common,
+                                                         data=[demos, list(tokenizer_texts)], models=base))
     set_seed(common.seed)
     texts = list(tokenizer_texts) + [d["prompt"] + "\n" + d["response"] for d in demos]
     model, tokenizer = build_policy(texts, common, params.model_name_or_path)
@@ -54,39 +69,54 @@ def train_sft(demos: list[dict], tokenizer_texts: list[str], out_dir: str | Path
     dataset = Dataset.from_list([{"prompt": format_prompt(d["prompt"]), "completion": d["response"]}
                                  for d in demos])
     args = SFTConfig(
-        **base_args(out_dir / "checkpoints", seed=common.seed, learning_rate=params.learning_rate,
+        **base_args(ckpt_dir, seed=common.seed, learning_rate=params.learning_rate,
                     batch_size=params.batch_size, epochs=params.epochs, max_steps=params.max_steps,
-                    n_examples=len(dataset)),
+                    n_examples=len(dataset), checkpoint_every=params.checkpoint_every),
         max_length=common.max_prompt_tokens + common.max_response_tokens + 1,
         completion_only_loss=True,
         packing=False,
         dataset_num_proc=None,
     )
-    trainer = SFTTrainer(model=model, args=args, train_dataset=dataset, processing_class=tokenizer)
+    before = params_snapshot(model)  # before LoRA adapters are injected (they rename the weights)
+    trainer = SFTTrainer(model=model, args=args, train_dataset=dataset, processing_class=tokenizer,
+                         peft_config=peft_config(params.lora, "CAUSAL_LM"))
     quiet(trainer)
+    ckpt.add_callbacks(trainer)
     n_tokens = sum(len(ids) for ids in trainer.train_dataset["input_ids"])
-    before = params_snapshot(model)
+    start_epoch, start_step = _epoch_of(resume), ckpt.resumed_step(resume)
     t0 = time.perf_counter()
     with cpu_threads(trainer.model):
-        result = trainer.train()
+        trainer.train(resume_from_checkpoint=str(resume) if resume else None)
     seconds = time.perf_counter() - t0
 
-    trained = trainer.model
-    save_model(trained, tokenizer, out_dir / "model")
+    full = gathered_state_dict(trainer)
+    trained = merged(trainer.model)
+    set_lengths(trained, common.max_prompt_tokens, common.max_response_tokens)
+    save_model(trained, tokenizer, out_dir / "model", state_dict=full)
+    ckpt.finish(ckpt_dir)
     epochs_done = float(trainer.state.epoch or 0.0)
+    log = trainer.state.log_history
     metrics = {
-        "train_loss": float(result.training_loss),
-        "final_loss": _last_loss(trainer.state.log_history, result.training_loss),
+        "train_loss": ckpt.logged_mean(log, "loss"),
+        "final_loss": _last_loss(log, float("nan")),
         "steps": int(trainer.state.global_step),
         "epochs": epochs_done,
         "n_examples": len(dataset),
-        "tokens_per_s": n_tokens * epochs_done / max(seconds, 1e-9),
+        "tokens_per_s": n_tokens * (epochs_done - start_epoch) / max(seconds, 1e-9),
         "train_seconds": seconds,
+        "resumed_from_step": start_step,
         "params_changed_fraction": changed_fraction(before, trained),
         "n_parameters": sum(p.numel() for p in trained.parameters()),
     }
-    return {"metrics": metrics, "history": history(trainer.state.log_history, "loss"),
-            "model_dir": str(out_dir / "model")}
+    return {"metrics": metrics, "history": history(log, "loss"), "model_dir": str(out_dir / "model")}
+
+
+def _epoch_of(resume) -> float:
+    if resume is None:
+        return 0.0
+    import json
+
+    return float(json.loads((resume / "trainer_state.json").read_text(encoding="utf-8")).get("epoch") or 0)
 
 
 def _last_loss(log_history: list[dict], default: float) -> float:

@@ -15,7 +15,11 @@ A value that cannot be coerced becomes missing too and adds a reason:
 
 - ``coerce_type:<field>``  wrong type (e.g. a list for ``prompt``, ``"abc"`` for ``batch``,
   ``3.5`` for ``batch``, ``true`` for ``response_time_s``);
-- ``non_finite:<field>``   NaN or +-inf for a float field (JSON ``NaN``/``Infinity`` or ``"nan"``).
+- ``non_finite:<field>``   NaN or +-inf for a float field (JSON ``NaN``/``Infinity`` or ``"nan"``);
+- ``invalid_unicode:<field>``  a string with a lone surrogate (a JSON ``"\\ud800"`` escape): valid JSON,
+  but not text that UTF-8, parquet or a tokenizer can hold;
+- ``duplicate_key:<field>``  the object names a schema field twice (``{"label": "a", "label": "b"}``):
+  parsers disagree on which value wins, so neither is trusted.
 
 Coercions that *are* accepted (documented, lossless): an integer for a string field (``123`` ->
 ``"123"``); an integral float or a decimal string for ``batch`` (``3.0``/``"3"`` -> 3); a numeric
@@ -24,6 +28,7 @@ Keys outside the schema are ignored (counted in ``rows_extra_fields``).
 """
 from __future__ import annotations
 
+import hashlib
 import json
 import math
 import re
@@ -52,6 +57,13 @@ class RawRow:
     reasons: list[str] = field(default_factory=list)
     failed_fields: set[str] = field(default_factory=set)
     extra_fields: bool = False
+    line_sha256: str = ""             # sha256 of the line's bytes (line ending and BOM excluded)
+
+    @property
+    def row_id(self) -> str:
+        """A stable id of this line: the same file, line number and bytes give the same id."""
+        h = hashlib.sha256(f"{self.source_file}\0{self.line_no}\0{self.line_sha256}".encode())
+        return "q-" + h.hexdigest()[:20]
 
 
 def _truncate(text: str) -> str:
@@ -65,7 +77,13 @@ class _Bad(Exception):
 
 
 def _to_str(v: Any) -> str | None:
-    if v is None or isinstance(v, str):
+    if v is None:
+        return v
+    if isinstance(v, str):
+        try:
+            v.encode("utf-8")
+        except UnicodeEncodeError:  # a lone surrogate from a "\\udXXX" escape
+            raise _Bad("invalid_unicode") from None
         return v
     if isinstance(v, int) and not isinstance(v, bool):
         return str(v)
@@ -146,7 +164,23 @@ def coerce_reason_names() -> list[str]:
     """Every coercion reason that can occur (for stable metric keys)."""
     out = [f"coerce_type:{name}" for name in JUDGEMENT_COLUMNS]
     out += [f"non_finite:{n}" for n, k in JUDGEMENT_COLUMNS.items() if k == "float"]
+    out += [f"invalid_unicode:{n}" for n, k in JUDGEMENT_COLUMNS.items() if k == "str"]
+    out += [f"duplicate_key:{name}" for name in JUDGEMENT_COLUMNS]
     return out
+
+
+class _Object(dict):
+    """A decoded JSON object that remembers which of its keys appeared more than once."""
+
+    duplicates: tuple = ()
+
+
+def _object_hook(pairs: list[tuple[str, Any]]) -> _Object:
+    obj = _Object(pairs)
+    if len(obj) != len(pairs):
+        seen: set = set()
+        obj.duplicates = tuple(k for k, _ in pairs if k in seen or seen.add(k))
+    return obj
 
 
 # ----------------------------------------------------------------------------- reading
@@ -168,19 +202,20 @@ def read_rows(files: Iterable[str | Path], names: list[str] | None = None) -> tu
         name = names[fi] if names is not None else str(path)
         blanks[fi] = 0
         for line_no, data in iter_lines(path):
+            digest = hashlib.sha256(data).hexdigest()
             try:
                 text = data.decode("utf-8")
             except UnicodeDecodeError:
                 raw = _truncate(data.decode("utf-8", errors="backslashreplace"))
-                rows.append(RawRow(name, line_no, fi, raw, reasons=["invalid_utf8"]))
+                rows.append(RawRow(name, line_no, fi, raw, reasons=["invalid_utf8"], line_sha256=digest))
                 continue
             if not text.strip():
                 blanks[fi] += 1
                 continue
-            row = RawRow(name, line_no, fi, _truncate(text))
+            row = RawRow(name, line_no, fi, _truncate(text), line_sha256=digest)
             rows.append(row)
             try:
-                obj = json.loads(text)
+                obj = json.loads(text, object_pairs_hook=_object_hook)
             except (ValueError, RecursionError):
                 row.reasons.append("malformed_json")
                 continue
@@ -189,4 +224,9 @@ def read_rows(files: Iterable[str | Path], names: list[str] | None = None) -> tu
                 continue
             row.record, row.reasons, row.failed_fields = coerce_record(obj)
             row.extra_fields = bool(set(obj) - set(JUDGEMENT_COLUMNS))
+            dup = [k for k in JUDGEMENT_COLUMNS if k in getattr(obj, "duplicates", ())]
+            row.reasons += [f"duplicate_key:{k}" for k in dup]
+            row.failed_fields |= set(dup)
+            for k in dup:  # neither value is trusted
+                row.record[k] = None
     return rows, blanks

@@ -1,0 +1,121 @@
+"""Notifications: a drift alarm, a failed promotion gate or a failed flow -> a webhook and/or a Prefect
+notification block. Disabled by default (params.yaml `ops.notify`).
+
+    ops:
+      notify:
+        enabled: true
+        webhook_url: http://127.0.0.1:9000/hook        # JSON POST (see `message` below)
+        prefect_block: custom-webhook/driftkeel-alerts  # any saved Prefect NotificationBlock
+        events: [drift-alarm, gate-failed, flow-failed]
+
+The webhook body is one JSON object: {"event", "project", "summary", "text", "details", "links", "at"}
+(`text` makes it readable by Slack / Mattermost incoming webhooks as is). A Prefect block gets
+`notify(body=text, subject=summary)`: SlackWebhook, MicrosoftTeamsWebhook, CustomWebhookNotificationBlock,
+... whatever was saved on the Prefect server under that name.
+
+Delivery never raises: a notification that cannot be sent is logged and reported in the returned record,
+it must not fail the monitoring or retraining run it reports on.
+"""
+from __future__ import annotations
+
+import json
+import logging
+import socket
+from datetime import datetime, timezone
+from pathlib import Path
+
+from driftkeel.config import ConfigError, NotifyParams, OpsParams, read_params, parse_section
+
+log = logging.getLogger("driftkeel.notify")
+
+EVENTS = ("drift-alarm", "gate-failed", "flow-failed")
+
+
+def load_notify_params(root: str | Path) -> NotifyParams:
+    """`ops.notify` of the project's params.yaml (defaults when the file or section is missing)."""
+    path = Path(root) / "params.yaml"
+    raw = read_params(path) if path.exists() else {}
+    return parse_section("ops", raw.get("ops")).notify
+
+
+def message(event: str, summary: str, *, project: str = "driftkeel", details: dict | None = None,
+            links: dict | None = None) -> dict:
+    """The JSON body of a notification."""
+    if event not in EVENTS:
+        raise ValueError(f"unknown notification event {event!r}; known: {EVENTS}")
+    links = {k: str(v) for k, v in (links or {}).items() if v}
+    lines = [f"[{project}] {event}: {summary}"]
+    lines += [f"- {k}: {v}" for k, v in links.items()]
+    return {"event": event, "project": project, "summary": summary, "text": "\n".join(lines),
+            "details": details or {}, "links": links,
+            "at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+            "host": socket.gethostname()}
+
+
+def send_webhook(url: str, body: dict, timeout_s: float = 10.0) -> dict:
+    import httpx
+
+    resp = httpx.post(url, content=json.dumps(body, default=str).encode("utf-8"),
+                      headers={"Content-Type": "application/json", "User-Agent": "driftkeel-notify"},
+                      timeout=timeout_s)
+    resp.raise_for_status()
+    return {"channel": "webhook", "url": url, "status_code": resp.status_code}
+
+
+def send_block(block: str, body: dict) -> dict:
+    """Load the saved Prefect notification block `<block-type-slug>/<name>` and call its notify()."""
+    from prefect.blocks.core import Block
+
+    if "/" not in block:
+        raise ConfigError(f"ops.notify.prefect_block: expected '<block-type-slug>/<name>', got {block!r}")
+    loaded = Block.load(block)
+    if not hasattr(loaded, "notify"):
+        raise ConfigError(f"ops.notify.prefect_block: {block!r} is not a notification block")
+    result = loaded.notify(body=body["text"], subject=f"[{body['project']}] {body['event']}: {body['summary']}")
+    if hasattr(result, "__await__"):  # an async-only block used from sync code
+        import asyncio
+
+        asyncio.run(result)
+    return {"channel": "prefect_block", "block": block}
+
+
+def notify(params: NotifyParams, event: str, summary: str, *, project: str = "driftkeel",
+           details: dict | None = None, links: dict | None = None) -> dict:
+    """Send `event` on every configured channel. Returns {"sent": bool, "deliveries": [...],
+    "errors": [...], "message": {...}} (or {"sent": False, "skipped": why})."""
+    if not params.enabled:
+        return {"sent": False, "skipped": "ops.notify.enabled is false"}
+    if event not in params.events:
+        return {"sent": False, "skipped": f"{event} not in ops.notify.events"}
+    body = message(event, summary, project=project, details=details, links=links)
+    deliveries, errors = [], []
+    channels = []
+    if params.webhook_url:
+        channels.append(("webhook", lambda: send_webhook(params.webhook_url, body, params.timeout_s)))
+    if params.prefect_block:
+        channels.append(("prefect_block", lambda: send_block(params.prefect_block, body)))
+    if not channels:
+        return {"sent": False, "skipped": "no channel: set ops.notify.webhook_url or ops.notify.prefect_block",
+                "message": body}
+    for name, send in channels:
+        try:
+            deliveries.append(send())
+        except Exception as exc:  # a notification must never fail the run it reports on
+            log.warning("notification %s via %s failed: %s", event, name, exc)
+            errors.append({"channel": name, "error": f"{type(exc).__name__}: {exc}"[:500]})
+    return {"sent": bool(deliveries), "deliveries": deliveries, "errors": errors, "message": body}
+
+
+def notify_project(root: str | Path, event: str, summary: str, **kw) -> dict:
+    """`notify` with the project's `ops.notify` params; a broken params.yaml is reported, not raised."""
+    try:
+        params = load_notify_params(root)
+    except ConfigError as exc:
+        log.warning("notifications: %s", exc)
+        return {"sent": False, "skipped": f"invalid params: {exc}"}
+    kw.setdefault("project", Path(root).resolve().name)
+    return notify(params, event, summary, **kw)
+
+
+__all__ = ["EVENTS", "OpsParams", "load_notify_params", "message", "notify", "notify_project",
+           "send_block", "send_webhook"]

@@ -1,0 +1,1 @@
+"""Operations around the pipeline: new-data pickup and versioning (inbox), status, sharded scale-out."""

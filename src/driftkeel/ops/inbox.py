@@ -1,0 +1,230 @@
+"""New data arriving: inbox files -> the next `data/stream/batch_NNN.jsonl`, then versioned with DVC.
+
+The monitoring flow calls, in order:
+
+1. :func:`ingest` moves every file matching `ops.inbox.pattern` in `ops.inbox.folder` (oldest name
+   first) into `data/stream/` as the next `batch_NNN.jsonl`. A row whose `batch` field is not NNN gets
+   NNN (the batch index is the arrival order; every other byte of the row, and every line that is not a
+   JSON object, is copied unchanged so the validate stage quarantines it as usual). The original file
+   is kept, unchanged, in `<inbox>/processed/`; a file with no readable row goes to `<inbox>/rejected/`
+   with a `.reason.txt`.
+2. `dvc repro validate` (the flow) - the Great Expectations suite on the whole stream. (DVC itself
+   re-records the changed `data/` in data.dvc at this point, since the stage depends on data/stream.)
+3. :func:`version_data` (only after validate passed): `dvc add data`, `git commit data.dvc` (only in a
+   git repo, `ops.inbox.git_commit`) and `dvc push data.dvc` (only when a default DVC remote is
+   configured, `ops.inbox.dvc_push`). A batch that fails validate is taken out again by
+   :func:`reject` and lands in `<inbox>/rejected/`; :func:`restore_version` then re-records the data
+   without it, so data.dvc matches the commit again.
+
+Files dropped straight into `data/stream/` are versioned by the same step (`dvc add data` sees them).
+"""
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+from datetime import datetime, timezone
+from pathlib import Path
+
+from driftkeel.config import InboxParams, parse_section, read_params
+
+_BATCH_RE = re.compile(r"^batch_(\d+)\.jsonl$")
+PROCESSED, REJECTED = "processed", "rejected"
+
+
+class VersioningFailed(RuntimeError):
+    """`dvc add` / `git commit` / `dvc push` failed; the message carries the command's output."""
+
+
+def load_inbox_params(root: str | Path) -> InboxParams:
+    path = Path(root) / "params.yaml"
+    raw = read_params(path) if path.exists() else {}
+    return parse_section("ops", raw.get("ops")).inbox
+
+
+def _stamp() -> str:
+    return datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%S%fZ")
+
+
+def next_batch_index(stream_dir: Path) -> int:
+    nums = [int(m.group(1)) for p in stream_dir.glob("batch_*.jsonl") if (m := _BATCH_RE.match(p.name))]
+    return max(nums) + 1 if nums else 0
+
+
+def pending(inbox_dir: Path, pattern: str = "*.jsonl") -> list[Path]:
+    """Files waiting in the inbox (not its processed/ or rejected/ sub-folders), by name."""
+    if not inbox_dir.is_dir():
+        return []
+    return sorted(p for p in inbox_dir.glob(pattern) if p.is_file() and not p.name.startswith("."))
+
+
+def restamp(data: bytes, batch: int) -> tuple[bytes, dict]:
+    """Set `batch` to `batch` on every JSON-object line; other lines pass through unchanged."""
+    out, n_rows, n_restamped, n_unreadable = [], 0, 0, 0
+    for line in data.splitlines(keepends=True):
+        body = line.rstrip(b"\r\n")
+        if not body.strip():
+            out.append(line)
+            continue
+        n_rows += 1
+        try:
+            obj = json.loads(body.decode("utf-8-sig"))
+        except (ValueError, RecursionError):
+            obj = None
+        if not isinstance(obj, dict):
+            n_unreadable += 1
+            out.append(line)
+            continue
+        if obj.get("batch") != batch:
+            obj["batch"] = batch
+            n_restamped += 1
+            line = json.dumps(obj, ensure_ascii=False, separators=(",", ":")).encode("utf-8") + b"\n"
+        out.append(line if line.endswith(b"\n") else line + b"\n")
+    return b"".join(out), {"rows": n_rows, "rows_restamped": n_restamped, "rows_unreadable": n_unreadable}
+
+
+def ingest(root: str | Path, data_dir: str, params: InboxParams) -> list[dict]:
+    """Move the inbox's files into the stream; returns one record per file (ingested or rejected)."""
+    root = Path(root)
+    inbox = (root / params.folder).resolve()
+    stream = root / data_dir / "stream"
+    stream.mkdir(parents=True, exist_ok=True)
+    records = []
+    for src in pending(inbox, params.pattern):
+        data = src.read_bytes()
+        n = next_batch_index(stream)
+        body, counts = restamp(data, n)
+        rec = {"source": src.name, "bytes": len(data), **counts}
+        if counts["rows"] == 0 or counts["rows_unreadable"] == counts["rows"]:
+            why = "empty file" if counts["rows"] == 0 else "no line is a JSON object"
+            records.append({**rec, "status": "rejected", "reason": why,
+                            "moved_to": str(_archive(src, inbox / REJECTED, why))})
+            continue
+        dst = stream / f"batch_{n:03d}.jsonl"
+        tmp = stream / f".{dst.name}.ingest.tmp"
+        tmp.write_bytes(body)
+        os.replace(tmp, dst)  # atomic: the stream never holds half a batch
+        archived = _archive(src, inbox / PROCESSED)
+        records.append({**rec, "status": "ingested", "batch": n, "path": str(dst.relative_to(root)),
+                        "archived": str(archived)})
+    return records
+
+
+def _archive(src: Path, folder: Path, reason: str | None = None) -> Path:
+    folder.mkdir(parents=True, exist_ok=True)
+    dst = folder / f"{_stamp()}_{src.name}"
+    shutil.move(str(src), dst)
+    if reason:
+        dst.with_name(dst.name + ".reason.txt").write_text(reason + "\n", encoding="utf-8")
+    return dst
+
+
+def reject(root: str | Path, records: list[dict], params: InboxParams, reason: str) -> list[dict]:
+    """Take ingested batches out of the stream again (validate failed on them) -> <inbox>/rejected/."""
+    root = Path(root)
+    out = []
+    for rec in records:
+        if rec.get("status") != "ingested":
+            continue
+        path = root / rec["path"]
+        if path.exists():
+            moved = _archive(path, (root / params.folder).resolve() / REJECTED, reason[-4000:])
+            out.append({**rec, "status": "rejected", "reason": reason[-500:], "moved_to": str(moved)})
+    return out
+
+
+# ------------------------------------------------------------------------------------ versioning
+def _tool(name: str) -> str:
+    local = Path(sys.executable).with_name(name)
+    return str(local) if local.exists() else (shutil.which(name) or name)
+
+
+def _run(cmd: list[str], root: Path, timeout_s: float = 600) -> str:
+    env = {**os.environ, "DVC_NO_ANALYTICS": "1"}
+    res = subprocess.run(cmd, cwd=root, env=env, capture_output=True, text=True, timeout=timeout_s)
+    if res.returncode != 0:
+        raise VersioningFailed(f"{' '.join(cmd)} failed ({res.returncode}):\n"
+                               f"{(res.stdout + res.stderr)[-3000:]}")
+    return res.stdout + res.stderr
+
+
+def is_git_repo(root: Path) -> bool:
+    res = subprocess.run(["git", "rev-parse", "--show-toplevel"], cwd=root, capture_output=True, text=True)
+    return res.returncode == 0 and Path(res.stdout.strip()).resolve() == Path(root).resolve()
+
+
+def default_remote(root: Path) -> str | None:
+    """The DVC default remote's name (`core.remote`), or None."""
+    res = subprocess.run([_tool("dvc"), "config", "core.remote"], cwd=root, capture_output=True, text=True,
+                         env={**os.environ, "DVC_NO_ANALYTICS": "1"})
+    name = res.stdout.strip()
+    return name if res.returncode == 0 and name else None
+
+
+def data_hash(root: Path, data_dir: str = "data") -> str | None:
+    """The md5 recorded in `<data_dir>.dvc` (the DVC version of the raw data), or None."""
+    import yaml
+
+    path = root / f"{data_dir}.dvc"
+    if not path.exists():
+        return None
+    outs = (yaml.safe_load(path.read_text()) or {}).get("outs") or [{}]
+    return outs[0].get("md5")
+
+
+def _git_identity() -> list[str]:
+    """`-c user.name/email` only when git has none configured (a fresh CI machine)."""
+    have = subprocess.run(["git", "config", "user.email"], capture_output=True, text=True).stdout.strip()
+    if have or os.environ.get("GIT_AUTHOR_EMAIL"):
+        return []
+    return ["-c", "user.name=driftkeel", "-c", "user.email=driftkeel@localhost"]
+
+
+def version_data(root: str | Path, data_dir: str, params: InboxParams, message: str,
+                 before: str | None = None) -> dict:
+    """`dvc add <data_dir>` (+ git commit of the .dvc file, + dvc push).
+
+    `before`: the data version when the caller started (note that `dvc repro` itself re-records a
+    changed `data/` in data.dvc when a stage depends on it, so data.dvc may already be updated)."""
+    root = Path(root)
+    if before is None:
+        before = data_hash(root, data_dir)
+    _run([_tool("dvc"), "add", "-q", data_dir], root)
+    after = data_hash(root, data_dir)
+    out = {"data_version_before": before, "data_version": after, "changed": before != after,
+           "committed": None, "pushed": None}
+    dvc_file = f"{data_dir}.dvc"
+    if params.git_commit and is_git_repo(root):
+        dirty = subprocess.run(["git", "status", "--porcelain", "--", dvc_file], cwd=root,
+                               capture_output=True, text=True).stdout.strip()
+        if dirty:
+            _run(["git", "add", "--", dvc_file], root)
+            _run(["git", *_git_identity(), "commit", "-q", "-m", message, "--", dvc_file], root)
+            out["committed"] = subprocess.run(["git", "rev-parse", "HEAD"], cwd=root, capture_output=True,
+                                              text=True).stdout.strip()
+    if params.dvc_push:
+        remote = default_remote(root)
+        if remote:
+            _run([_tool("dvc"), "push", "-q", dvc_file], root)
+            out["pushed"] = remote
+    return out
+
+
+def restore_version(root: str | Path, data_dir: str, before: str | None) -> dict:
+    """After a rejected batch was taken out: re-record data/ if data.dvc no longer says `before`."""
+    root = Path(root)
+    now = data_hash(root, data_dir)
+    if before is None or now == before:
+        return {"data_version": now, "restored": False}
+    _run([_tool("dvc"), "add", "-q", data_dir], root)
+    return {"data_version": data_hash(root, data_dir), "restored": True}
+
+
+def git_dirty(root: str | Path, path: str) -> bool:
+    if not is_git_repo(Path(root)):
+        return False
+    return bool(subprocess.run(["git", "status", "--porcelain", "--", path], cwd=root, capture_output=True,
+                               text=True).stdout.strip())
