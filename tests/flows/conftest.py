@@ -9,71 +9,20 @@ from pathlib import Path
 import pytest
 import yaml
 
+
 os.environ["PREFECT_HOME"] = tempfile.mkdtemp(prefix="driftkeel-prefect-home-")  # never the project's
 os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
 os.environ.setdefault("DO_NOT_TRACK", "1")
 os.environ.setdefault("DVC_NO_ANALYTICS", "1")
 
 REPO = Path(__file__).resolve().parents[2]
+if str(Path(__file__).parent) not in sys.path:  # flowproj.py, prefect_server.py
+    sys.path.insert(0, str(Path(__file__).parent))
 if str(REPO) not in sys.path:  # `flows` lives at the repo root, beside src/
     sys.path.insert(0, str(REPO))
 if str(REPO / "tests" / "ops") not in sys.path:  # http_receiver.py (a local webhook receiver)
     sys.path.insert(0, str(REPO / "tests" / "ops"))
-
-DVC = str(Path(sys.executable).with_name("dvc"))
-MONITOR = ("validate", "aggregate", "drift")
-RETRAIN = ("select", "mix", "sft", "reward", "ppo", "evaluate", "register")
-
-
-def _writer(stage: str, body: str) -> str:
-    return ("python -c \"import json, pathlib; p = pathlib.Path('outputs/%s'); "
-            "p.mkdir(parents=True, exist_ok=True); %s\"" % (stage, body))
-
-
-def dvc_yaml() -> dict:
-    """Stages named like the real ones; drift copies the decision from decision_in.json (a dep), so a
-    test picks the decision by editing that file; register writes a registry.json like the real one."""
-    stages, prev = {}, None
-    for s in MONITOR + RETRAIN:
-        if s == "drift":
-            body = ("(p / 'decision.json').write_text(pathlib.Path('decision_in.json').read_text()); "
-                    "(p / 'report.html').write_text('<html><body>drift report</body></html>')")
-            outs = ["outputs/drift/decision.json", "outputs/drift/report.html"]
-        elif s == "register":
-            body = ("(p / 'registry.json').write_text(pathlib.Path('registry_in.json').read_text())")
-            outs = ["outputs/register/registry.json"]
-        else:
-            body = f"(p / 'done.txt').write_text('{s}')"
-            outs = [f"outputs/{s}/done.txt"]
-        deps = {"drift": ["decision_in.json"], "register": ["registry_in.json"]}.get(s, [])
-        if prev:
-            deps.append(prev)
-        stages[s] = {"cmd": _writer(s, body), "deps": deps, "outs": outs}
-        prev = outs[0]
-    stages["boom"] = {"cmd": "python -c \"import sys, pathlib; "
-                             "open('attempts.txt', 'a').write('x'); "
-                             "sys.stderr.write('boom: row 7 has no prompt\\n'); sys.exit(3)\"",
-                      "outs": ["outputs/boom/never.txt"]}
-    stages["slow"] = {"cmd": "python -c \"import time, pathlib; time.sleep(6); "
-                             "pathlib.Path('outputs/slow').mkdir(parents=True, exist_ok=True); "
-                             "pathlib.Path('outputs/slow/done.txt').write_text('x')\"",
-                      "outs": ["outputs/slow/done.txt"]}
-    return {"stages": stages}
-
-
-def set_decision(root: Path, action: str) -> None:
-    (root / "decision_in.json").write_text(
-        '{"action": "%s", "reasons": ["test decision %s"], "level": 0, "current_batch": 3, '
-        '"signals": %s, "n_alarms": %d}' % (action, action, '[]' if action == "none" else '["prompt"]',
-                                            0 if action == "none" else 1))
-
-
-def set_gate(root: Path, passed: bool) -> None:
-    """What the trivial register stage writes to outputs/register/registry.json."""
-    (root / "registry_in.json").write_text(json.dumps({
-        "promoted": passed, "gate_passed": passed,
-        "decision": "promoted to champion" if passed else "not promoted: gate failed: reward accuracy 0.51 < 0.7",
-        "models": {"policy": {"version": 1}, "reward": {"version": 1}}}))
+from flowproj import DVC, dvc_yaml, set_decision, set_gate  # noqa: E402
 
 
 @pytest.fixture
@@ -126,15 +75,3 @@ def receiver():
 
     with Receiver() as r:
         yield r
-
-
-def set_ops(root: Path, **ops) -> None:
-    """Write an `ops:` section into the project's params.yaml (committed, like a user's edit)."""
-    params = yaml.safe_load((root / "params.yaml").read_text()) or {}
-    params["ops"] = ops
-    (root / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
-
-
-# Tests import these helpers as `flows_conftest`: a bare `from conftest import ...` resolves to whichever
-# conftest.py pytest imported last (tests/, tests/reliability/, ...), not necessarily this one.
-sys.modules["flows_conftest"] = sys.modules[__name__]

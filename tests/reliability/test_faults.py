@@ -241,7 +241,8 @@ def proj(tmp_path_factory):
         if (REPO / rel).is_file() and not rel.startswith(("tests/", "benchmarks/")) and rel != "dvc.lock":
             (root / rel).parent.mkdir(parents=True, exist_ok=True)
             shutil.copy2(REPO / rel, root / rel)
-    params = yaml.safe_load((root / "params.yaml").read_text())
+    base = Path(os.environ.get("DRIFTKEEL_FAULT_PARAMS") or root / "params.yaml")  # another params.yaml to start from
+    params = yaml.safe_load(base.read_text())
     over = _merge(MINIMAL, {"evaluate": _gate_open()})
     (root / "params.yaml").write_text(yaml.safe_dump(_merge(params, over), sort_keys=False))
     (root / "data.dvc").unlink(missing_ok=True)

@@ -192,10 +192,11 @@ def output_embedding_drift(ref_emb, cur_emb, *, min_window: int, max_window: int
     C = np.asarray(cur_emb, dtype=np.float64)[extra["ci"]]
     Z = np.vstack([R, C])
     mu = Z.mean(axis=0)
-    _, _, vt = np.linalg.svd(Z - mu, full_matrices=False)
+    w, V = np.linalg.eigh(np.cov(Z - mu, rowvar=False))       # principal axes of the pooled sample
     proj = {}
-    for j in range(min(n_components, vt.shape[0])):
-        proj[f"pc{j + 1}"] = divergences((R - mu) @ vt[j], (C - mu) @ vt[j])
+    for j in range(min(n_components, V.shape[1])):
+        axis = V[:, -(j + 1)]
+        proj[f"pc{j + 1}"] = divergences((R - mu) @ axis, (C - mu) @ axis)
     out["details"]["projections"] = proj
     return out
 

@@ -56,10 +56,11 @@ def pairwise_sq_dists(X: np.ndarray, Y: np.ndarray | None = None) -> np.ndarray:
 
 
 def median_heuristic(sq_dists: np.ndarray) -> float:
-    """sigma with sigma^2 = median of the positive off-diagonal squared distances (0.0 if none)."""
-    iu = np.triu_indices(sq_dists.shape[0], k=1)
-    d = sq_dists[iu]
-    d = d[d > 1e-12]
+    """sigma with sigma^2 = median of the positive off-diagonal squared distances (0.0 if none).
+
+    The full symmetric matrix holds each off-diagonal value twice, which leaves the median unchanged,
+    so no triangle indices are needed (zeros: the diagonal and duplicated points, are left out)."""
+    d = sq_dists[sq_dists > 1e-12]
     if d.size == 0:
         return 0.0
     return float(np.sqrt(np.median(d)))

@@ -114,9 +114,10 @@ def classifier_auc_rows(X: np.ndarray, A: np.ndarray, n_folds: int = 5, seed: in
 def _classifier_auc_rows(X: np.ndarray, A: np.ndarray, n_folds: int, seed: int, ridge: float) -> np.ndarray:
     N, d = X.shape
     folds = _fold_ids(N, n_folds, seed)
-    Y = A.T.astype(np.float64)                     # (N, B+1)
-    XtY = X.T @ Y                                  # (d, B+1)
-    ysum = Y.sum(axis=0)
+    X32 = X.astype(np.float32)
+    Y = np.ascontiguousarray(A.T, dtype=np.float32)   # (N, B+1)
+    XtY = (X32.T @ Y).astype(np.float64)           # (d, B+1)
+    ysum = Y.sum(axis=0, dtype=np.float64)
     G_all, x_all = X.T @ X, X.sum(axis=0)
     U = np.zeros(Y.shape[1])
     W = np.zeros(Y.shape[1])
@@ -131,11 +132,11 @@ def _classifier_auc_rows(X: np.ndarray, A: np.ndarray, n_folds: int, seed: int, 
         mu = xt_sum / nt
         G = (G_all - Xe.T @ Xe) - nt * np.outer(mu, mu)                 # Xc_T' Xc_T
         lam = ridge * np.trace(G) / d
-        ybar = (ysum - Y[te].sum(axis=0)) / nt                          # (B+1,)
-        XtY_tr = XtY - Xe.T @ Y[te]                                     # X_T' y_T
+        ybar = (ysum - Y[te].sum(axis=0, dtype=np.float64)) / nt        # (B+1,)
+        XtY_tr = XtY - (X32[te].T @ Y[te]).astype(np.float64)           # X_T' y_T
         rhs = XtY_tr - np.outer(xt_sum, ybar)                           # Xc_T' (y_T - ybar) = X_T'(y_T - ybar)
         beta = np.linalg.solve(G + lam * np.eye(d), rhs)                # (d, B+1)
-        scores = (Xe - mu) @ beta                                       # (n_te, B+1)
+        scores = ((Xe - mu).astype(np.float32) @ beta.astype(np.float32))   # (n_te, B+1)
         ranks = scores.argsort(axis=0).argsort(axis=0).astype(np.float64) + 1.0
         yk = Y[te]
         n1 = yk.sum(axis=0)
@@ -173,7 +174,7 @@ def n_clusters_for(N: int) -> int:
     return int(min(50, max(2, round(np.sqrt(N / 2.0)))))
 
 
-def kmeans(Z: np.ndarray, k: int, seed: int, n_iter: int = 30, max_fit: int = 4000) -> tuple[np.ndarray, np.ndarray]:
+def kmeans(Z: np.ndarray, k: int, seed: int, n_iter: int = 25, max_fit: int = 4000) -> tuple[np.ndarray, np.ndarray]:
     """(labels of every row of Z, centroids): k-means++ seeding then Lloyd iterations, fitted on at
     most `max_fit` rows (seeded sample) and applied to all. Small and deterministic (numpy only)."""
     Z = np.asarray(Z, dtype=np.float64)
@@ -193,11 +194,10 @@ def kmeans(Z: np.ndarray, k: int, seed: int, n_iter: int = 30, max_fit: int = 40
         C = np.array(centers)
         for _ in range(n_iter):
             lab = np.argmin(-2 * fit @ C.T + np.einsum("ij,ij->i", C, C)[None, :], axis=1)
-            newC = C.copy()
-            for j in range(len(C)):
-                members = fit[lab == j]
-                if len(members):
-                    newC[j] = members.mean(axis=0)
+            counts = np.bincount(lab, minlength=len(C)).astype(np.float64)
+            sums = np.zeros_like(C)
+            np.add.at(sums, lab, fit)
+            newC = np.where(counts[:, None] > 0, sums / np.maximum(counts, 1)[:, None], C)
             if np.allclose(newC, C):
                 break
             C = newC

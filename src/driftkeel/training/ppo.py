@@ -7,6 +7,8 @@ SFT model, so they do). Training runs in checkpointed rounds, so a killed run re
 """
 from __future__ import annotations
 
+import contextlib
+import io
 import json
 import math
 import shutil
@@ -197,7 +199,7 @@ def train_ppo(policy_dir: str | Path, reward_dir, prompts: Sequence[str], out_di
     if resume is not None:
         _load_weights(policy, resume / "policy")
         _load_weights(value_model, resume / "value")
-        saved = torch.load(resume / "state.pt", weights_only=False)
+        saved = torch.load(resume / "state.pt", weights_only=True)  # tensors, numbers, lists, dicts
         state = {k: saved[k] for k in ("round", "global_step", "episode", "history")}
     start_step = state["global_step"]
     trainer_cls = _RoundTrainer.get()
@@ -224,7 +226,7 @@ def train_ppo(policy_dir: str | Path, reward_dir, prompts: Sequence[str], out_di
             quiet(trainer)
             ckpt.add_callbacks(trainer)
             t0 = time.perf_counter()
-            with cpu_threads(policy):
+            with cpu_threads(policy), contextlib.redirect_stdout(io.StringIO()):  # "===training policy==="
                 trainer.train()
             seconds += time.perf_counter() - t0
         for r in trainer.state.log_history:

@@ -157,7 +157,8 @@ def train_reward_member(train_pairs: Sequence[dict], calib_pairs: Sequence[dict]
     from datasets import Dataset
     from transformers import set_seed
 
-    from driftkeel.evaluation.metrics import expected_calibration_error, fit_temperature, preference_probability
+    from driftkeel.evaluation.metrics import (expected_calibration_error, fit_temperature, pair_outcomes,
+                                              preference_nll, preference_probability)
 
     if not train_pairs:
         raise ValueError("train_reward: no training pairs")
@@ -175,18 +176,17 @@ def train_reward_member(train_pairs: Sequence[dict], calib_pairs: Sequence[dict]
         for row, p in zip(rows, train_pairs):
             row["margin"] = float(p.get("margin") or 0.0)
     train_ds = Dataset.from_list(rows)
-    eval_ds = Dataset.from_list(encode_pairs(tokenizer, calib_pairs, mp, mr)) if calib_pairs else None
 
+    # no evaluation during training: the held-out pairs are scored once at the end (calibration,
+    # eval_accuracy, eval_loss); mid-run evaluations cost more than 10% of a short run
     kwargs = base_args(ckpt_dir, seed=seed, learning_rate=params.learning_rate,
                        batch_size=params.batch_size, epochs=params.epochs, max_steps=params.max_steps,
                        n_examples=len(train_ds), checkpoint_every=params.checkpoint_every)
-    if eval_ds is not None:
-        kwargs.update(eval_strategy="steps", eval_steps=max(1, kwargs["save_steps"] // 2))
     args = RewardConfig(**kwargs, max_length=None, disable_dropout=True,
                         center_rewards_coefficient=params.center_rewards_coefficient)
     before = params_snapshot(model)  # before LoRA adapters are injected (they rename the weights)
     trainer = WeightedRewardTrainer(
-        model=model, args=args, train_dataset=train_ds, eval_dataset=eval_ds, processing_class=tokenizer,
+        model=model, args=args, train_dataset=train_ds, processing_class=tokenizer,
         data_collator=WeightedPreferenceCollator(pad_token_id=tokenizer.pad_token_id),
         peft_config=peft_config(params.lora, "SEQ_CLS"),
     )
@@ -200,7 +200,7 @@ def train_reward_member(train_pairs: Sequence[dict], calib_pairs: Sequence[dict]
     full = gathered_state_dict(trainer)
     trained = merged(trainer.model)
     trained.config.pad_token_id = tokenizer.pad_token_id
-    temperature, offset, calib = 1.0, 0.0, {}
+    temperature, offset, calib, c, r = 1.0, 0.0, {}, np.zeros(0), np.zeros(0)
     if calib_pairs:
         c, r = score_pairs((trained, tokenizer), calib_pairs)
         if params.calibrate:
@@ -212,7 +212,7 @@ def train_reward_member(train_pairs: Sequence[dict], calib_pairs: Sequence[dict]
     save_model(trained, tokenizer, model_dir, state_dict=full)
     if not keep_checkpoints:
         ckpt.finish(ckpt_dir)
-    sample = list(train_pairs)[: min(len(train_pairs), 500)]
+    sample = list(train_pairs)[:256]
     epochs = float(trainer.state.epoch or 0.0)
     done_epochs = epochs * (1 - start_step / max(trainer.state.global_step, 1))
     metrics = {
@@ -220,22 +220,22 @@ def train_reward_member(train_pairs: Sequence[dict], calib_pairs: Sequence[dict]
         "steps": int(trainer.state.global_step),
         "epochs": epochs,
         "n_train_pairs": len(train_ds),
-        "n_eval_pairs": len(eval_ds) if eval_ds is not None else 0,
+        "n_eval_pairs": len(calib_pairs),
         "train_seconds": seconds,
         "pairs_per_s": len(train_ds) * done_epochs / max(seconds, 1e-9),
         "resumed_from_step": start_step,
         "train_accuracy": pairwise_accuracy((trained, tokenizer), sample),
-        "eval_accuracy": pairwise_accuracy((trained, tokenizer), calib_pairs) if calib_pairs else float("nan"),
+        "eval_accuracy": float(pair_outcomes(c, r).mean()) if calib_pairs else float("nan"),
+        "eval_loss": preference_nll(c - r) if calib_pairs else float("nan"),
         "temperature": temperature,
         "reward_offset": offset,
         **calib,
         "params_changed_fraction": changed_fraction(before, trained),
     }
-    evals = [{"step": int(r["step"]), "eval_loss": float(r["eval_loss"]),
-              "eval_accuracy": float(r.get("eval_accuracy", float("nan")))}
-             for r in trainer.state.log_history if "eval_loss" in r]
+    evals = ([{"step": metrics["steps"], "eval_loss": metrics["eval_loss"],
+               "eval_accuracy": metrics["eval_accuracy"]}] if calib_pairs else [])
     return {"metrics": metrics, "history": history(trainer.state.log_history, "loss"),
-            "eval_history": evals, "model_dir": str(model_dir)}
+            "eval_history": evals, "model_dir": str(model_dir), "calib_scores": (c, r)}
 
 
 ENSEMBLE_DIR, ENSEMBLE_FILE = "ensemble", "ensemble.json"
@@ -290,14 +290,18 @@ def train_reward(train_pairs: Sequence[dict], eval_pairs: Sequence[dict], init_p
     metrics["ensemble_size"] = params.ensemble_size
     metrics["resumed_members"] = sum(r["metrics"]["resumed_from_step"] > 0 for r in results)
     metrics["train_seconds_all_members"] = sum(r["metrics"]["train_seconds"] for r in results)
-    if eval_pairs:
-        from driftkeel.training.ensemble import RewardEnsemble
+    if eval_pairs:  # standardised member scores of the held-out pairs (already computed)
+        from driftkeel.evaluation.metrics import pairwise_accuracy as accuracy
 
-        ens = RewardEnsemble([r["model_dir"] for r in results])
-        stats = ens.pair_stats(eval_pairs)
+        z = np.stack([np.concatenate(r["calib_scores"]) for r in results])
+        z = (z - np.array([[r["metrics"]["reward_offset"]] for r in results])) / np.array(
+            [[r["metrics"]["temperature"]] for r in results])
+        mean, n = z.mean(axis=0), len(eval_pairs)
+        stats = {"accuracy": accuracy(mean[:n], mean[n:]), "mean_std": float(z.std(axis=0).mean())}
         metrics.update({"ensemble_eval_accuracy": stats["accuracy"], "ensemble_mean_std": stats["mean_std"],
                         "member_eval_accuracy_min": min(r["metrics"]["eval_accuracy"] for r in results),
                         "member_eval_accuracy_max": max(r["metrics"]["eval_accuracy"] for r in results)})
+    res.pop("calib_scores", None)
     res.update(metrics=metrics, member_dirs=[r["model_dir"] for r in results],
                members=[r["metrics"] for r in results])
     return res
