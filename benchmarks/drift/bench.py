@@ -53,10 +53,11 @@ from driftkeel.embeddings import HASHING, MINILM, Embedder  # noqa: E402
 
 WORK = HERE / "work"
 EV_PY = HERE / ".venv-evidently" / "bin" / "python"
-EV_EMB = ["model_default", "distance", "distance_bootstrap", "mmd", "ratio"]
-# mmd_bootstrap (Evidently's `mmd(bootstrap=True)`) compares with the 5% quantile of its bootstrap and
-# alarmed on every no-drift window tried (10 of 10 at 200 prompts): run only on the no-drift cells
-EV_NULL_ONLY = ["mmd_bootstrap"]
+EV_EMB = ["model_default", "distance", "distance_bootstrap", "mmd"]
+# ratio (`ratio()`: share of drifted components > 0.2) and mmd_bootstrap (`mmd(bootstrap=True)`, which
+# compares with the 5% quantile of its bootstrap) alarmed on every no-drift window tried (10 of 10 at
+# 200 prompts): they run on the no-drift cells only, where they show their false-alarm rate
+EV_NULL_ONLY = ["mmd_bootstrap", "ratio"]
 REAL_SIZES, SIM_SIZES = (200, 500, 1000), (100, 500, 2000)
 MIXES = (5, 10, 25, 50)
 ALPHA = 0.05
@@ -91,8 +92,15 @@ def load_real() -> dict:
             groups.setdefault(key, []).append(len(texts))
             texts.append(t)
             vecs.append(v)
-    return {"texts": texts, "emb": np.asarray(vecs, dtype=np.float32),
+    return {"texts": texts, "emb": round16(np.asarray(vecs, dtype=np.float32)),
             "groups": {k: np.asarray(v) for k, v in groups.items()}}
+
+
+def round16(x: np.ndarray) -> np.ndarray:
+    """Embeddings rounded through float16 (about 1e-4 per coordinate, re-normalised): the form in which
+    they travel to the GPU machine's CPUs (device.py), so that every machine sees identical inputs."""
+    x = np.asarray(x, dtype=np.float16).astype(np.float32)
+    return x / np.linalg.norm(x, axis=1, keepdims=True).clip(1e-12)
 
 
 def real_window(R: dict, scenario: str, n: int, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
@@ -123,6 +131,25 @@ def real_window(R: dict, scenario: str, n: int, rng: np.random.Generator) -> tup
     k = int(round(int(pct) / 100 * n))
     both = draw(alpaca, 2 * n - k)
     return both[:n], np.concatenate([both[n:], draw(g[src], k)])
+
+
+def real_cells(R) -> list[tuple[str, str, int, str | None]]:
+    """(name, scenario, n, truth) of every real-text cell."""
+    out = []
+    for scenario, drift in real_scenarios():
+        for n in REAL_SIZES:
+            if scenario.startswith("hh_") and 2 * n > len(R["groups"]["hh"]):
+                continue          # 1,762 HH prompts: no two disjoint windows of 1000
+            if n == 1000 and scenario == "creative_natural":
+                continue          # compute budget: its n=500 cell already shows the trend
+            out.append((f"real_{scenario}_{n}", scenario, n, "prompt" if drift else None))
+    return out
+
+
+def sim_cells(sim_windows_arg: int) -> list[tuple[str, str, int, str | None, int]]:
+    """(name, scenario, n, truth, windows) of every simulator cell (half the windows at 2000 rows)."""
+    return [(f"sim_{sc}_{n}", sc, n, simulated.TRUTH[sc], sim_windows_arg if n < 2000 else max(sim_windows_arg // 2, 5))
+            for sc in simulated.SCENARIOS for n in SIM_SIZES]
 
 
 def real_scenarios() -> list[tuple[str, bool]]:
@@ -165,8 +192,12 @@ def mmd_peer(E_ref, E_cur, seed):
 
 
 def evidently(tag: str, emb: np.ndarray, pairs: list[tuple[np.ndarray, np.ndarray]], methods: list[str],
-              texts: list[str] | None = None) -> dict:
-    """Run Evidently's methods in its own virtualenv on the windows `pairs` (indices into emb)."""
+              texts: list[str] | None = None, fast_auc: bool = True) -> dict:
+    """Run Evidently's methods in its own virtualenv on the windows `pairs` (indices into emb).
+
+    fast_auc: Evidently's bootstraps call sklearn's roc_auc_score 100-1000 times per window; the run
+    replaces it by the identical Mann-Whitney formula (checked, see peer_evidently.py). Alarm rates are
+    unchanged; only the speed comparison (run_speed, fast_auc=False) times Evidently as shipped."""
     if not EV_PY.exists():
         return {}
     width = max(max(len(a), len(b)) for a, b in pairs)
@@ -184,7 +215,8 @@ def evidently(tag: str, emb: np.ndarray, pairs: list[tuple[np.ndarray, np.ndarra
     elif tpath.exists():
         tpath.unlink()
     out = task.with_suffix(".out.json")
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1", "MKL_NUM_THREADS": "1",
+           "EV_FAST_AUC": "1" if fast_auc else "0"}
     subprocess.run([str(EV_PY), str(HERE / "peer_evidently.py"), str(task), str(out), ",".join(methods)],
                    check=True, env=env)
     res = json.loads(out.read_text())
@@ -202,15 +234,22 @@ def summarise(runs: list[dict]) -> dict:
 
 
 # ----------------------------------------------------------------------------- cells
-def run_real_cell(R, emb, params, scenario, n, W, text_windows, seed, parts=("ours", "peers")) -> dict:
+def real_pairs(R, scenario, n, W, seed):
     rng = np.random.default_rng([seed, n, zlib.crc32(scenario.encode())])
-    pairs = [real_window(R, scenario, n, rng) for _ in range(W)]
+    return [real_window(R, scenario, n, rng) for _ in range(W)]
+
+
+def run_real_cell(R, emb, params, scenario, n, W, text_windows, seed, parts=("ours", "mmd", "evidently"),
+                  ev_windows=None) -> dict:
+    pairs = real_pairs(R, scenario, n, W, seed)
     res: dict[str, list] = {}
     if "ours" in parts:
         res["driftkeel"] = [ours_real(R, emb, ri, ci, params, seed + w) for w, (ri, ci) in enumerate(pairs)]
-    if "peers" not in parts:
+    if "mmd" in parts:
+        res["mmd_perm"] = [mmd_peer(R["emb"][ri], R["emb"][ci], seed + w) for w, (ri, ci) in enumerate(pairs)]
+    if "evidently" not in parts:
         return res
-    res["mmd_perm"] = [mmd_peer(R["emb"][ri], R["emb"][ci], seed + w) for w, (ri, ci) in enumerate(pairs)]
+    pairs = pairs[: ev_windows or W]
     used = np.unique(np.concatenate([np.concatenate(p) for p in pairs]))
     remap = {int(i): j for j, i in enumerate(used)}
     local = [(np.array([remap[int(i)] for i in a]), np.array([remap[int(i)] for i in b])) for a, b in pairs]
@@ -222,33 +261,37 @@ def run_real_cell(R, emb, params, scenario, n, W, text_windows, seed, parts=("ou
     return res
 
 
-def run_sim_cell(S, emb, hash_emb, params, scenario, n, W, seed, parts=("ours", "peers")) -> dict:
+def sim_windows(S, scenario, n, W, seed):
     rng = np.random.default_rng([seed, n, simulated.SCENARIOS.index(scenario)])
-    res: dict[str, list] = {"driftkeel": [], "mmd_perm": []} if "peers" in parts else {"driftkeel": []}
-    if "ours" not in parts:
-        del res["driftkeel"]
-    peer_pairs, resp_pairs, rows_p, rows_r = [], [], [], []
+    for _ in range(W):
+        yield simulated.draw_window(S["pools"], scenario, n, rng, S["annotators"])
+
+
+def run_sim_cell(S, emb, hash_emb, params, scenario, n, W, seed, parts=("ours", "mmd", "evidently"),
+                 ev_windows=None) -> dict:
+    res: dict[str, list] = {}
     with_resp = scenario in ("none", "output")
-    if with_resp and "peers" in parts:
-        res["mmd_perm@responses"] = []
-    for w in range(W):
-        ref_df, cur_df = simulated.draw_window(S["pools"], scenario, n, rng, S["annotators"])
+    peer_pairs, resp_pairs, rows_p, rows_r = [], [], [], []
+    for w, (ref_df, cur_df) in enumerate(sim_windows(S, scenario, n, W, seed)):
         if "ours" in parts:
-            res["driftkeel"].append(ours_sim(ref_df, cur_df, params, emb, hash_emb, seed + w))
-        if "peers" not in parts:
-            continue
+            res.setdefault("driftkeel", []).append(ours_sim(ref_df, cur_df, params, emb, hash_emb, seed + w))
         Pr, Pc = emb.encode(ref_df["prompt"].tolist()), emb.encode(cur_df["prompt"].tolist())
-        res["mmd_perm"].append(mmd_peer(Pr, Pc, seed + w))
-        base = sum(len(x) for x in rows_p)
-        rows_p += [Pr, Pc]
-        peer_pairs.append((np.arange(base, base + len(Pr)), np.arange(base + len(Pr), base + len(Pr) + len(Pc))))
-        if with_resp:
-            Rr, Rc = emb.encode(ref_df["response_a"].tolist()), emb.encode(cur_df["response_a"].tolist())
-            res["mmd_perm@responses"].append(mmd_peer(Rr, Rc, seed + w))
-            base = sum(len(x) for x in rows_r)
-            rows_r += [Rr, Rc]
-            resp_pairs.append((np.arange(base, base + len(Rr)), np.arange(base + len(Rr), base + len(Rr) + len(Rc))))
-    if "peers" not in parts:
+        Rr, Rc = (emb.encode(ref_df["response_a"].tolist()), emb.encode(cur_df["response_a"].tolist())) \
+            if with_resp else (None, None)
+        if "mmd" in parts:
+            res.setdefault("mmd_perm", []).append(mmd_peer(Pr, Pc, seed + w))
+            if with_resp:
+                res.setdefault("mmd_perm@responses", []).append(mmd_peer(Rr, Rc, seed + w))
+        if "evidently" in parts and w < (ev_windows or W):
+            base = sum(len(x) for x in rows_p)
+            rows_p += [Pr, Pc]
+            peer_pairs.append((np.arange(base, base + len(Pr)), np.arange(base + len(Pr), base + len(Pr) + len(Pc))))
+            if with_resp:
+                base = sum(len(x) for x in rows_r)
+                rows_r += [Rr, Rc]
+                resp_pairs.append((np.arange(base, base + len(Rr)),
+                                   np.arange(base + len(Rr), base + len(Rr) + len(Rc))))
+    if "evidently" not in parts:
         return res
     res.update(evidently(f"sim_{scenario}_{n}", np.vstack(rows_p), peer_pairs,
                          EV_EMB + (EV_NULL_ONLY if scenario == "none" else [])))
@@ -258,43 +301,62 @@ def run_sim_cell(S, emb, hash_emb, params, scenario, n, W, seed, parts=("ours", 
     return res
 
 
-def run_stream(R, emb, params, n_streams, seed) -> dict:
-    """Detection delay: reference 500 Alpaca; windows 0-9 no drift, window 10+j has 2(j+1)% HH prompts."""
+STREAM = {"n": 500, "onset": 10, "windows": 30, "hh_step": 0.02}
+
+
+def stream_windows(R, s: int, seed: int):
+    """Stream s: (reference indices, [window indices]); window t >= onset has 2 (t - onset + 1)% HH prompts."""
     g = R["groups"]
     alpaca = np.concatenate([g["general"], g["creative"]])
-    n, onset, length = 500, 10, 30
-    out: dict[str, list] = {}
+    n, onset = STREAM["n"], STREAM["onset"]
+    rng = np.random.default_rng([seed, 777, s])
+    ref = rng.choice(alpaca, n, replace=False)
+    rest = np.setdiff1d(alpaca, ref)
+    wins = []
+    for t in range(STREAM["windows"]):
+        k = 0 if t < onset else int(round(STREAM["hh_step"] * (t - onset + 1) * n))
+        wins.append(np.concatenate([rng.choice(rest, n - k, replace=False), rng.choice(g["hh"], k, replace=False)]))
+    return ref, wins
+
+
+def run_stream(R, emb, params, n_streams, seed, parts=("ours", "mmd", "evidently"), ev_streams=None) -> dict:
+    """Detection delay: alarms per method, stream and window (see stream_windows)."""
+    alarms: dict[str, list] = {}
     for s in range(n_streams):
-        rng = np.random.default_rng([seed, 777, s])
-        ref = rng.choice(alpaca, n, replace=False)
-        rest = np.setdiff1d(alpaca, ref)
-        wins = []
-        for t in range(length):
-            k = 0 if t < onset else int(round(0.02 * (t - onset + 1) * n))
-            wins.append(np.concatenate([rng.choice(rest, n - k, replace=False), rng.choice(g["hh"], k, replace=False)]))
-        alarms = {"driftkeel": [], "mmd_perm": []}
-        for t, cur in enumerate(wins):
-            alarms["driftkeel"].append(ours_real(R, emb, ref, cur, params, seed + 31 * s + t)["alarm"])
-            alarms["mmd_perm"].append(mmd_peer(R["emb"][ref], R["emb"][cur], seed + 31 * s + t)["alarm"])
-        used = np.unique(np.concatenate([ref, *wins]))
-        remap = {int(i): j for j, i in enumerate(used)}
-        loc = np.array([remap[int(i)] for i in ref])
-        ev = evidently(f"stream_{s}", R["emb"][used], [(loc, np.array([remap[int(i)] for i in c])) for c in wins], EV_EMB)
-        for k, v in ev.items():
-            alarms[k] = [r["drift"] for r in v]
-        for k, a in alarms.items():
+        ref, wins = stream_windows(R, s, seed)
+        if "ours" in parts:
+            alarms.setdefault("driftkeel", []).append(
+                [bool(ours_real(R, emb, ref, cur, params, seed + 31 * s + t)["alarm"]) for t, cur in enumerate(wins)])
+        if "mmd" in parts:
+            alarms.setdefault("mmd_perm", []).append(
+                [bool(mmd_peer(R["emb"][ref], R["emb"][cur], seed + 31 * s + t)["alarm"]) for t, cur in enumerate(wins)])
+        if "evidently" in parts and s < (ev_streams or n_streams):
+            used = np.unique(np.concatenate([ref, *wins]))
+            remap = {int(i): j for j, i in enumerate(used)}
+            loc = np.array([remap[int(i)] for i in ref])
+            ev = evidently(f"stream_{s}", R["emb"][used], [(loc, np.array([remap[int(i)] for i in c])) for c in wins],
+                           EV_EMB)
+            for k, v in ev.items():
+                alarms.setdefault(k, []).append([bool(r["drift"]) for r in v])
+    return {"alarms": alarms}
+
+
+def stream_summary(raw: dict) -> dict:
+    onset, out = STREAM["onset"], {}
+    for k, runs in raw["alarms"].items():
+        delays, fa = [], []
+        for a in runs:
             a = np.array(a, dtype=bool)
             post = np.flatnonzero(a[onset:])
-            out.setdefault(k, []).append({"false_alarms_before_onset": int(a[:onset].sum()),
-                                          "delay": int(post[0]) if len(post) else None,
-                                          "hh_share_at_detection": 0.02 * (int(post[0]) + 1) if len(post) else None})
-    summary = {}
-    for k, runs in out.items():
-        d = [r["delay"] for r in runs if r["delay"] is not None]
-        summary[k] = {"streams": len(runs), "detected": len(d), "median_delay_windows": float(np.median(d)) if d else None,
-                      "mean_delay_windows": float(np.mean(d)) if d else None,
-                      "false_alarm_rate_before_onset": float(np.mean([r["false_alarms_before_onset"] for r in runs]) / onset)}
-    return {"n": n, "onset": onset, "windows": length, "hh_step": 0.02, "per_stream": out, "summary": summary}
+            fa.append(int(a[:onset].sum()))
+            delays.append(int(post[0]) if len(post) else None)
+        d = [x for x in delays if x is not None]
+        out[k] = {"streams": len(runs), "detected": len(d),
+                  "median_delay_windows": float(np.median(d)) if d else None,
+                  "mean_delay_windows": float(np.mean(d)) if d else None,
+                  "hh_share_at_median_detection": STREAM["hh_step"] * (float(np.median(d)) + 1) if d else None,
+                  "false_alarm_rate_before_onset": float(np.sum(fa) / (onset * len(runs))) if runs else None}
+    return out
 
 
 def run_speed(R, params, repeats: int = 3) -> dict:
@@ -318,7 +380,7 @@ def run_speed(R, params, repeats: int = 3) -> dict:
     ev = {}
     for r in range(repeats):
         one = evidently(f"speed_{r}", R["emb"][idx], [(np.arange(len(ri)), np.arange(len(ri), len(idx)))],
-                        ["model_default", "distance_bootstrap", "mmd", "ratio"])
+                        ["model_default", "distance_bootstrap", "mmd", "ratio"], fast_auc=False)
         for k, v in one.items():
             ev.setdefault(k, []).append(v[0]["seconds"])
     return {"n_reference": int(len(ri)), "n_current": int(len(ci)), "driftkeel_seconds": ours,
@@ -369,7 +431,10 @@ def main(argv=None) -> None:
     ap.add_argument("--skip", nargs="*", default=[], help="parts to skip: real sim stream speed")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--rerun-ours", action="store_true", help="recompute driftkeel in existing cells, keep the peers")
-    ap.add_argument("--peers-only", action="store_true", help="new cells: run the peers only (driftkeel later)")
+    ap.add_argument("--parts", nargs="*", default=["ours", "mmd", "evidently"], help="ours mmd evidently")
+    ap.add_argument("--ev-streams", type=int, default=None, help="Evidently on the first N streams only")
+    ap.add_argument("--ev-windows", type=int, default=None,
+                    help="Evidently on the first N windows of each cell only (default: all)")
     args = ap.parse_args(argv)
     if args.quick:
         args.windows, args.sim_windows, args.text_windows, args.streams = 10, 10, 5, 3
@@ -386,45 +451,42 @@ def main(argv=None) -> None:
         return args.only is None or any(name.startswith(p) for p in args.only)
 
     def run_cell(name, truth, fn, W):
-        """fn(parts) -> raw results; parts among ("ours", "peers"). A cell file of the same W is reused;
-        --rerun-ours recomputes driftkeel's entries only (the windows are seeded, so the peers' stay valid)."""
+        """fn(parts) -> raw results, parts among ("ours", "mmd", "evidently"). A cell file of the same W is
+        completed with the parts it lacks; --rerun-ours recomputes driftkeel's entries (the windows are
+        seeded, so the peers' stay valid); --parts limits what a run computes."""
         path = cell_dir / f"{name}.json"
         data = json.loads(path.read_text()) if path.exists() else None
         if data is not None and data.get("W") != W:
             data = None
-        if data is not None and not args.rerun_ours and ("driftkeel" in data["raw"] or args.peers_only):
+        raw = (data or {}).get("raw", {})
+        have = {"ours": "driftkeel" in raw, "mmd": "mmd_perm" in raw,
+                "evidently": any(k.startswith("evidently_") for k in raw) or not EV_PY.exists()}
+        parts = tuple(p for p in args.parts if not have[p] or (p == "ours" and args.rerun_ours))
+        if not parts:
             return data
-        parts = ("ours",) if data is not None else ("ours", "peers")
-        if args.peers_only and data is None:
-            parts = ("peers",)
         t0 = time.time()
-        raw = fn(parts)
-        data = {"W": W, "truth": truth, "raw": {**(data or {}).get("raw", {}), **raw}, "wall_s": time.time() - t0}
+        new = fn(parts)
+        data = {"W": W, "truth": truth, "raw": {**raw, **new}, "wall_s": time.time() - t0}
         path.write_text(json.dumps(data, default=str))
         print(f"[bench] {name} ({'+'.join(parts)}): {time.time() - t0:.0f}s", flush=True)
         return data
 
     if "real" not in args.skip:
-        for scenario, drift in real_scenarios():
-            for n in REAL_SIZES:
-                if scenario.startswith("hh_") and 2 * n > len(R["groups"]["hh"]):
-                    continue          # 1,762 HH prompts: no two disjoint windows of 1000
-                if n == 1000 and scenario == "creative_natural":
-                    continue          # compute budget: its n=500 cell already shows the trend
-                name = f"real_{scenario}_{n}"
-                if not want(name):
-                    continue
-                d = run_cell(name, "prompt" if drift else None,
-                             lambda parts: run_real_cell(R, emb, params, scenario, n, args.windows,
-                                                         args.text_windows, args.seed, parts), args.windows)
-                results["cells"][name] = {"truth": d["truth"], "n": n, "family": "real",
-                                          "methods": {k: summarise(v) for k, v in d["raw"].items()}}
+        for name, scenario, n, truth in real_cells(R):
+            if not want(name):
+                continue
+            d = run_cell(name, truth,
+                         lambda parts: run_real_cell(R, emb, params, scenario, n, args.windows,
+                                                     args.text_windows, args.seed, parts, args.ev_windows),
+                         args.windows)
+            results["cells"][name] = {"truth": d["truth"], "n": n, "family": "real",
+                                      "methods": {k: summarise(v) for k, v in d["raw"].items()}}
     if "sim" not in args.skip:
         S = {"pools": simulated.make_pools(), "annotators": simulated.annotator_pools()}
         sim_emb = pool.embedder()
         texts = simulated.pool_texts(S["pools"])
         texts = list(dict.fromkeys(texts))
-        vecs = sim_emb.encode(texts)
+        vecs = round16(sim_emb.encode(texts))
         s_emb = DictEmbedder(texts, vecs, MINILM)
         from driftkeel.active.surrogate import pair_text
 
@@ -433,26 +495,34 @@ def main(argv=None) -> None:
         h_texts = list(dict.fromkeys(h_texts))
         h_vecs = Embedder(cache_path=pool.CACHE, backend=HASHING).encode(h_texts)
         h_emb = DictEmbedder(h_texts, h_vecs, HASHING)
-        for scenario in simulated.SCENARIOS:
-            for n in SIM_SIZES:
-                name = f"sim_{scenario}_{n}"
-                if not want(name):
-                    continue
-                W = args.sim_windows if n < 2000 else max(args.sim_windows // 2, 5)
-                d = run_cell(name, simulated.TRUTH[scenario],
-                             lambda parts: run_sim_cell(S, s_emb, h_emb, params, scenario, n, W, args.seed, parts), W)
-                cell = {"truth": d["truth"], "n": n, "family": "sim",
-                        "methods": {k: summarise(v) for k, v in d["raw"].items()}}
-                ours = d["raw"]["driftkeel"]
-                if d["truth"]:
-                    hits = [r for r in ours if r["alarm"]]
-                    cell["attributed"] = (float(np.mean([d["truth"] in r["signals"] for r in hits])) if hits else None)
-                cell["driftkeel_signals"] = pd.Series([s for r in ours for s in r["signals"]]).value_counts().to_dict()
-                results["cells"][name] = cell
+        for name, scenario, n, truth, W in sim_cells(args.sim_windows):
+            if not want(name):
+                continue
+            d = run_cell(name, truth,
+                         lambda parts: run_sim_cell(S, s_emb, h_emb, params, scenario, n, W, args.seed, parts,
+                                                    args.ev_windows), W)
+            cell = {"truth": d["truth"], "n": n, "family": "sim",
+                    "methods": {k: summarise(v) for k, v in d["raw"].items()}}
+            ours = d["raw"].get("driftkeel", [])
+            if d["truth"] and ours:
+                hits = [r for r in ours if r["alarm"]]
+                cell["attributed"] = (float(np.mean([d["truth"] in r["signals"] for r in hits])) if hits else None)
+            cell["driftkeel_signals"] = pd.Series([s_ for r in ours for s_ in r["signals"]]).value_counts().to_dict()
+            results["cells"][name] = cell
     if "stream" not in args.skip and want("stream"):
-        d = run_cell("stream", "prompt", lambda parts: run_stream(R, emb, params, args.streams, args.seed), args.streams)
-        results["stream"] = d["raw"]["summary"] if "summary" in d["raw"] else d["raw"]
-        results["stream_setup"] = {k: d["raw"][k] for k in ("n", "onset", "windows", "hh_step")}
+        path = cell_dir / "stream.json"
+        raw = json.loads(path.read_text()) if path.exists() else {"alarms": {}}
+        have = {"ours": "driftkeel" in raw["alarms"], "mmd": "mmd_perm" in raw["alarms"],
+                "evidently": any(k.startswith("evidently_") for k in raw["alarms"]) or not EV_PY.exists()}
+        parts = tuple(p for p in args.parts if not have[p])
+        if parts:
+            t0 = time.time()
+            new = run_stream(R, emb, params, args.streams, args.seed, parts, args.ev_streams)
+            raw["alarms"].update(new["alarms"])
+            path.write_text(json.dumps(raw))
+            print(f"[bench] stream ({'+'.join(parts)}): {time.time() - t0:.0f}s", flush=True)
+        results["stream"] = stream_summary(raw)
+        results["stream_setup"] = STREAM
     if "speed" not in args.skip and want("speed"):
         results["speed"] = run_speed(R, params)
     results["wall_s"] = time.time() - t_start

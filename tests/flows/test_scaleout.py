@@ -1,5 +1,6 @@
 """Scale-out: the sharded drift check and pool scoring as Prefect tasks on Prefect's DaskTaskRunner
-(a real local 2-worker Dask cluster, the real Prefect server) give exactly the one-process answer."""
+(a real 2-worker Dask cluster reached by address, the real Prefect server) give exactly the one-process
+answer. (`on_dask(..., n_workers=2)` without an address starts such a local cluster itself.)"""
 import json
 
 import numpy as np
@@ -28,14 +29,23 @@ def _prompts(n, topics, seed):
             for i in range(n)]
 
 
-def test_sharded_drift_and_scoring_on_dask_equal_one_process(prefect_server, tmp_path):
+@pytest.fixture(scope="module")
+def cluster():
+    """One local 2-worker Dask cluster for both flows; the flows reach it by address, like any cluster."""
+    from distributed import LocalCluster
+
+    with LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None) as c:
+        yield c.scheduler_address
+
+
+def test_sharded_drift_and_scoring_on_dask_equal_one_process(prefect_server, cluster, tmp_path):
     reference = _prompts(400, OLD, 0)
     current = _prompts(600, OLD, 1) + _prompts(300, OLD + NEW * 4, 2)  # the last shard(s) drifted
     kw = dict(shard_size=300, backend=HASHING, max_window=200, n_permutations=99, alpha=0.05, seed=3)
     serial = sharded.drift_check_serial(reference, current, cache_path=None, **kw)
     cache = tmp_path / "emb.sqlite"
     ref_file, cur_file = _jsonl(tmp_path / "ref.jsonl", reference), _jsonl(tmp_path / "cur.jsonl", current)
-    on = on_dask(sharded_drift, n_workers=2)(ref_file, cur_file, cache_path=str(cache), **kw)
+    on = on_dask(sharded_drift, address=cluster)(ref_file, cur_file, cache_path=str(cache), **kw)
     assert on["shards"] == serial["shards"]  # identical per-shard statistics and p-values
     same = ("n_shards", "n", "alpha", "alpha_per_shard", "alarm", "n_shards_alarmed", "min_p_value", "mean_mmd2",
             "mean_shift")
@@ -60,7 +70,7 @@ def test_sharded_drift_and_scoring_on_dask_equal_one_process(prefect_server, tmp
     pool = tmp_path / "pool.jsonl"
     pool.write_text("".join(json.dumps({"prompt": p, "response_a": x, "response_b": y}) + "\n"
                             for p, x, y in zip(prompts, a, b)))
-    top = on_dask(sharded_scoring, n_workers=2)(str(pool), coefs.tolist(), k=25, shard_size=150, backend=HASHING)
+    top = on_dask(sharded_scoring, address=cluster)(str(pool), coefs.tolist(), k=25, shard_size=150, backend=HASHING)
     p_all = model.predict_proba(pair_features(emb, prompts, a, b))
     u_all = 1 - 2 * np.abs(p_all - 0.5)
     order = np.lexsort((np.arange(len(u_all)), -u_all))[:25]

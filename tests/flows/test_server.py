@@ -56,9 +56,13 @@ def test_prefect_yaml_deploys_to_a_work_pool_runs_on_a_worker_and_drift_triggers
     from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterKey, FlowRunFilter, FlowRunFilterId
     from prefect.deployments import run_deployment
 
-    # the README's commands, against the real server
-    _cli(prefect_server, "work-pool", "create", POOL, "--type", "process")
-    _cli(prefect_server, "work-queue", "create", QUEUE, "--pool", POOL, "--limit", "1")
+    # the pool and its serial queue (what `prefect work-pool create` / `work-queue create --limit 1` do,
+    # through the API: each CLI start costs seconds), then the README's `prefect deploy --all` itself
+    from prefect.client.schemas.actions import WorkPoolCreate
+
+    with get_client(sync_client=True) as client:
+        client.create_work_pool(WorkPoolCreate(name=POOL, type="process"))
+        client.create_work_queue(name=QUEUE, work_pool_name=POOL, concurrency_limit=1)
     _cli(prefect_server, "--no-prompt", "deploy", "--all", DRIFTKEEL_ROOT=str(REPO))
 
     with get_client(sync_client=True) as client:

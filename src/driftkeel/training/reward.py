@@ -212,7 +212,6 @@ def train_reward_member(train_pairs: Sequence[dict], calib_pairs: Sequence[dict]
     save_model(trained, tokenizer, model_dir, state_dict=full)
     if not keep_checkpoints:
         ckpt.finish(ckpt_dir)
-    sample = list(train_pairs)[:256]
     epochs = float(trainer.state.epoch or 0.0)
     done_epochs = epochs * (1 - start_step / max(trainer.state.global_step, 1))
     metrics = {
@@ -224,7 +223,7 @@ def train_reward_member(train_pairs: Sequence[dict], calib_pairs: Sequence[dict]
         "train_seconds": seconds,
         "pairs_per_s": len(train_ds) * done_epochs / max(seconds, 1e-9),
         "resumed_from_step": start_step,
-        "train_accuracy": pairwise_accuracy((trained, tokenizer), sample),
+        "train_accuracy": _late_mean(trainer.state.log_history, "accuracy"),
         "eval_accuracy": float(pair_outcomes(c, r).mean()) if calib_pairs else float("nan"),
         "eval_loss": preference_nll(c - r) if calib_pairs else float("nan"),
         "temperature": temperature,
@@ -236,6 +235,17 @@ def train_reward_member(train_pairs: Sequence[dict], calib_pairs: Sequence[dict]
                "eval_accuracy": metrics["eval_accuracy"]}] if calib_pairs else [])
     return {"metrics": metrics, "history": history(trainer.state.log_history, "loss"),
             "eval_history": evals, "model_dir": str(model_dir), "calib_scores": (c, r)}
+
+
+def _late_mean(log_history: list[dict], key: str) -> float:
+    """Mean of the logged training-batch `key` over the last quarter of the run (TRL logs the batch
+    accuracy; reading it from the logs costs nothing, re-scoring the training set would)."""
+    rows = [r for r in log_history if key in r and "step" in r and "eval_" + key not in r]
+    if not rows:
+        return float("nan")
+    last = rows[-1]["step"]
+    tail = [float(r[key]) for r in rows if r["step"] > 0.75 * last] or [float(rows[-1][key])]
+    return float(np.mean(tail))
 
 
 ENSEMBLE_DIR, ENSEMBLE_FILE = "ensemble", "ensemble.json"
