@@ -133,8 +133,11 @@ def real_window(R: dict, scenario: str, n: int, rng: np.random.Generator) -> tup
     return both[:n], np.concatenate([both[n:], draw(g[src], k)])
 
 
-def real_cells(R) -> list[tuple[str, str, int, str | None]]:
-    """(name, scenario, n, truth) of every real-text cell."""
+NULL_FACTOR = 3      # no-drift cells get 3x the windows: their false-alarm rate is the tightest target
+
+
+def real_cells(R, windows: int = 50) -> list[tuple[str, str, int, str | None, int]]:
+    """(name, scenario, n, truth, windows) of every real-text cell."""
     out = []
     for scenario, drift in real_scenarios():
         for n in REAL_SIZES:
@@ -142,14 +145,18 @@ def real_cells(R) -> list[tuple[str, str, int, str | None]]:
                 continue          # 1,762 HH prompts: no two disjoint windows of 1000
             if n == 1000 and scenario == "creative_natural":
                 continue          # compute budget: its n=500 cell already shows the trend
-            out.append((f"real_{scenario}_{n}", scenario, n, "prompt" if drift else None))
+            out.append((f"real_{scenario}_{n}", scenario, n, "prompt" if drift else None,
+                        windows if drift else NULL_FACTOR * windows))
     return out
 
 
 def sim_cells(sim_windows_arg: int) -> list[tuple[str, str, int, str | None, int]]:
     """(name, scenario, n, truth, windows) of every simulator cell (half the windows at 2000 rows)."""
-    return [(f"sim_{sc}_{n}", sc, n, simulated.TRUTH[sc], sim_windows_arg if n < 2000 else max(sim_windows_arg // 2, 5))
-            for sc in simulated.SCENARIOS for n in SIM_SIZES]
+    def w(sc, n):
+        base = sim_windows_arg if n < 2000 else max(sim_windows_arg // 2, 5)
+        return base * (NULL_FACTOR if sc == "none" else 1)
+
+    return [(f"sim_{sc}_{n}", sc, n, simulated.TRUTH[sc], w(sc, n)) for sc in simulated.SCENARIOS for n in SIM_SIZES]
 
 
 def real_scenarios() -> list[tuple[str, bool]]:
@@ -360,61 +367,96 @@ def stream_summary(raw: dict) -> dict:
 
 
 def run_speed(R, params, repeats: int = 3) -> dict:
-    """10k vs 10k Alpaca prompts, embeddings from the SQLite cache (the real Embedder)."""
+    """10k vs 10k Alpaca prompts, embeddings from the SQLite cache (the real Embedder). Wall and process
+    CPU seconds of driftkeel's check (defaults, and a fast configuration) and of Evidently's methods
+    (the method call on in-memory DataFrames, no Report; Evidently as shipped, no fast AUC)."""
     g = R["groups"]
     alpaca = np.concatenate([g["general"], g["creative"]])
     rng = np.random.default_rng(2026)
-    idx = rng.choice(alpaca, 20000 if len(alpaca) >= 20000 else len(alpaca), replace=False)
+    idx = rng.choice(alpaca, min(20000, len(alpaca)), replace=False)
     ri, ci = idx[: len(idx) // 2], idx[len(idx) // 2:]
     emb = Embedder(cache_path=pool.CACHE)
     ref = window_from_rows([{"prompt": R["texts"][i]} for i in ri])
     cur = window_from_rows([{"prompt": R["texts"][i]} for i in ci])
-    ours, parts = [], None
+    fast = params.model_copy(update={"max_window": 500, "n_permutations": 200, "topics": 0})
     check_windows(window_from_rows([{"prompt": R["texts"][i]} for i in ri[:200]]),
                   window_from_rows([{"prompt": R["texts"][i]} for i in ci[:200]]), params, emb)   # warm-up
-    for r in range(repeats):
-        t0 = time.perf_counter()
-        tests, _ = check_windows(ref, cur, params, emb, seed=r)
-        ours.append(time.perf_counter() - t0)
-        parts = tests[0]["details"].get("n_reference_used"), tests[0]["details"].get("n_current_used")
-    ev = {}
+    out: dict = {"n_reference": int(len(ri)), "n_current": int(len(ci)), "repeats": repeats,
+                 "fast_configuration": {"max_window": 500, "n_permutations": 200, "topics": 0}}
+    for label, p in (("driftkeel", params), ("driftkeel_fast", fast)):
+        wall, cpu = [], []
+        for r in range(repeats):
+            t0, c0 = time.perf_counter(), time.process_time()
+            tests, _ = check_windows(ref, cur, p, emb, seed=r)
+            wall.append(time.perf_counter() - t0)
+            cpu.append(time.process_time() - c0)
+        out[label] = {"wall_s": wall, "cpu_s": cpu, "median_wall_s": float(np.median(wall)),
+                      "median_cpu_s": float(np.median(cpu)),
+                      "rows_in_permutation_test": [tests[0]["details"].get("n_reference_used"),
+                                                   tests[0]["details"].get("n_current_used")]}
+    ev: dict = {}
     for r in range(repeats):
         one = evidently(f"speed_{r}", R["emb"][idx], [(np.arange(len(ri)), np.arange(len(ri), len(idx)))],
                         ["model_default", "distance_bootstrap", "mmd", "ratio"], fast_auc=False)
         for k, v in one.items():
-            ev.setdefault(k, []).append(v[0]["seconds"])
-    return {"n_reference": int(len(ri)), "n_current": int(len(ci)), "driftkeel_seconds": ours,
-            "driftkeel_median_s": float(np.median(ours)), "permutation_test_rows_used": parts,
-            "evidently_seconds": ev, "evidently_median_s": {k: float(np.median(v)) for k, v in ev.items()},
-            "what_is_timed": "driftkeel: check_windows (embeddings read from the SQLite cache, the permutation test on "
-                             "a seeded max_window sample per side, the cluster report on all rows, LDA topics on 500 "
-                             "per side); Evidently: the drift-method call on the in-memory DataFrames (no Report)"}
+            ev.setdefault(k, {"wall_s": [], "cpu_s": []})
+            ev[k]["wall_s"].append(v[0]["seconds"])
+            ev[k]["cpu_s"].append(v[0].get("cpu_seconds"))
+    for k, v in ev.items():
+        v["median_wall_s"] = float(np.median(v["wall_s"]))
+        v["median_cpu_s"] = float(np.median([c for c in v["cpu_s"] if c is not None])) if v["cpu_s"] else None
+    out["evidently"] = ev
+    out["what_is_timed"] = ("driftkeel: check_windows on the two windows of rows (embeddings read from the SQLite "
+                            "cache; the permutation test, cluster report and LDA topics on a seeded sample of "
+                            "max_window prompts per side); Evidently: the drift-method call on in-memory "
+                            "DataFrames of the same (float16-rounded) embeddings, no Report")
+    return out
 
 
 # ----------------------------------------------------------------------------- table
-def table(results: dict) -> str:
+def clopper_pearson(k: int, n: int, level: float = 0.95) -> tuple[float, float]:
+    from scipy.stats import beta
+
+    a = (1 - level) / 2
+    lo = 0.0 if k == 0 else float(beta.ppf(a, k, n - k + 1))
+    hi = 1.0 if k == n else float(beta.ppf(1 - a, k + 1, n - k))
+    return lo, hi
+
+
+METHODS = ["driftkeel", "mmd_perm"] + [f"evidently_{m}" for m in EV_EMB + EV_NULL_ONLY] + ["evidently_text"]
+SHORT = {"driftkeel": "dk", "mmd_perm": "mmd", "evidently_model_default": "ev.model", "evidently_distance": "ev.dist",
+         "evidently_distance_bootstrap": "ev.distB", "evidently_mmd": "ev.mmd", "evidently_mmd_bootstrap": "ev.mmdB",
+         "evidently_ratio": "ev.ratio", "evidently_text": "ev.text"}
+
+
+def table(results: dict, markdown: bool = False) -> str:
+    """Alarm rate per cell and method (false-alarm rate on no-drift cells, power otherwise); the number
+    of windows per method is in results.json (Evidently: the first --ev-windows windows of each cell)."""
     lines = []
-    methods = ["driftkeel", "mmd_perm"] + [f"evidently_{m}" for m in EV_EMB] + ["evidently_text"]
-    short = {"driftkeel": "dk", "mmd_perm": "mmd", "evidently_model_default": "ev.model", "evidently_distance": "ev.dist",
-             "evidently_distance_bootstrap": "ev.distB", "evidently_mmd": "ev.mmd", "evidently_mmd_bootstrap": "ev.mmdB",
-             "evidently_ratio": "ev.ratio", "evidently_text": "ev.text"}
-    head = f"{'cell':28s} {'truth':8s} " + " ".join(f"{short[m]:>8s}" for m in methods) + "   dk s/win"
-    lines += [head, "-" * len(head)]
+    cols = ["cell", "truth", "W"] + [SHORT[m] for m in METHODS] + ["dk 95% CI", "dk s/win"]
+    if markdown:
+        lines += ["| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
+    else:
+        lines += [f"{'cell':28s} {'truth':8s} {'W':>4s} " + " ".join(f"{c:>8s}" for c in cols[3:])]
     for name, c in results["cells"].items():
-        row = f"{name:28s} {str(c['truth'] or 'none'):8s} "
-        for m in methods:
+        dk = c["methods"]["driftkeel"]
+        k = int(round(dk["alarm_rate"] * dk["n_windows"]))
+        lo, hi = clopper_pearson(k, dk["n_windows"])
+        vals = []
+        for m in METHODS:
             v = c["methods"].get(m)
-            row += f"{'' if v is None else format(v['alarm_rate'], '.2f'):>8s} "
-        dk = c["methods"]["driftkeel"]["mean_seconds"]
-        row += f"  {dk:.2f}"
-        lines.append(row)
-        resp = {k: v for k, v in c["methods"].items() if k.endswith("@responses")}
+            vals.append("" if v is None else f"{v['alarm_rate']:.2f}")
+        row = [name, str(c["truth"] or "none"), str(dk["n_windows"])] + vals + [f"{lo:.2f}-{hi:.2f}",
+                                                                                 f"{dk['mean_seconds']:.2f}"]
+        lines.append("| " + " | ".join(row) + " |" if markdown else
+                     f"{row[0]:28s} {row[1]:8s} {row[2]:>4s} " + " ".join(f"{x:>8s}" for x in row[3:]))
+        resp = {k_: v for k_, v in c["methods"].items() if k_.endswith("@responses")}
         if resp:
-            row = f"{'  (peers on responses)':28s} {'':8s} {'':>8s} "
-            for m in methods[1:]:
-                v = resp.get(f"{m}@responses")
-                row += f"{'' if v is None else format(v['alarm_rate'], '.2f'):>8s} "
-            lines.append(row)
+            vals = [""] + [("" if resp.get(f"{m}@responses") is None else f"{resp[f'{m}@responses']['alarm_rate']:.2f}")
+                           for m in METHODS[1:]]
+            row = ["  peers on responses", "", ""] + vals + ["", ""]
+            lines.append("| " + " | ".join(row) + " |" if markdown else
+                         f"{row[0]:28s} {row[1]:8s} {row[2]:>4s} " + " ".join(f"{x:>8s}" for x in row[3:]))
     return "\n".join(lines)
 
 
@@ -472,13 +514,12 @@ def main(argv=None) -> None:
         return data
 
     if "real" not in args.skip:
-        for name, scenario, n, truth in real_cells(R):
+        for name, scenario, n, truth, W in real_cells(R, args.windows):
             if not want(name):
                 continue
             d = run_cell(name, truth,
-                         lambda parts: run_real_cell(R, emb, params, scenario, n, args.windows,
-                                                     args.text_windows, args.seed, parts, args.ev_windows),
-                         args.windows)
+                         lambda parts: run_real_cell(R, emb, params, scenario, n, W,
+                                                     args.text_windows, args.seed, parts, args.ev_windows), W)
             results["cells"][name] = {"truth": d["truth"], "n": n, "family": "real",
                                       "methods": {k: summarise(v) for k, v in d["raw"].items()}}
     if "sim" not in args.skip:
@@ -529,12 +570,13 @@ def main(argv=None) -> None:
     results["targets"] = targets(results)
     out = HERE / "results.json" if args.only is None and not args.quick else WORK / "results_partial.json"
     out.write_text(json.dumps(results, indent=2, default=str) + "\n")
+    (out.parent / (out.stem + "_table.md")).write_text(table(results, markdown=True) + "\n")
     print(table(results))
     print(json.dumps(results["targets"], indent=2))
     if "stream" in results:
         print(json.dumps(results["stream"], indent=2))
     if "speed" in results:
-        print(json.dumps({k: results["speed"][k] for k in ("driftkeel_median_s", "evidently_median_s")}, indent=2))
+        print(json.dumps(results["targets"].get("speed"), indent=2))
     print(f"wrote {out}")
 
 
@@ -572,9 +614,16 @@ def targets(results: dict) -> dict:
            "ten_percent_mix_at_500": {k: power[k] for k in ("real_gsm8k_10_500", "real_hh_10_500") if k in power}}
     if "speed" in results:
         sp = results["speed"]
-        ev = sp["evidently_median_s"].get("evidently_model_default")
-        out["speed"] = {"driftkeel_s": sp["driftkeel_median_s"], "evidently_model_default_s": ev,
-                        "speedup": ev / sp["driftkeel_median_s"] if ev else None}
+        ev = sp["evidently"].get("evidently_model_default", {})
+        out["speed"] = {"driftkeel_cpu_s": sp["driftkeel"]["median_cpu_s"], "driftkeel_wall_s": sp["driftkeel"]["median_wall_s"],
+                        "driftkeel_fast_cpu_s": sp["driftkeel_fast"]["median_cpu_s"],
+                        "evidently_model_default_cpu_s": ev.get("median_cpu_s"),
+                        "evidently_model_default_wall_s": ev.get("median_wall_s"),
+                        "speedup_cpu": (ev["median_cpu_s"] / sp["driftkeel"]["median_cpu_s"]) if ev.get("median_cpu_s") else None,
+                        "speedup_cpu_fast": (ev["median_cpu_s"] / sp["driftkeel_fast"]["median_cpu_s"])
+                        if ev.get("median_cpu_s") else None,
+                        "speedup_vs_each_method_cpu": {k: v["median_cpu_s"] / sp["driftkeel"]["median_cpu_s"]
+                                                       for k, v in sp["evidently"].items() if v.get("median_cpu_s")}}
     return out
 
 

@@ -66,7 +66,7 @@ def export(sim_windows: int = 30) -> None:
     _wjson(BUNDLE / "sim_texts.json.gz", texts)
     np.save(BUNDLE / "sim_emb.npy", vecs.astype(np.float16))
     hashes = {}
-    for name, scenario, n, _ in bench.real_cells(R):
+    for name, scenario, n, _, _ in bench.real_cells(R):
         hashes[name] = window_hash(*bench.real_pairs(R, scenario, n, 1, 0)[0])
     for name, scenario, n, _, _ in bench.sim_cells(sim_windows):
         ref, cur = next(bench.sim_windows({"pools": pools, "annotators": simulated.annotator_pools()}, scenario, n, 1, 0))
@@ -166,15 +166,18 @@ def run(out_dir: str, budget_s: float, workers: int = 16, sim_windows: int = 30,
     G["h_emb"] = bench.DictEmbedder(G["h_texts"], np.vstack(parts), G["HASHING"])
     print(f"[device] setup {time.time() - t_start:.0f}s", flush=True)
     jobs = []
-    for name, scenario, n, _ in bench.real_cells(G["R"]):
-        jobs += [("real", name, scenario, n, real_windows, lo, min(lo + chunk, real_windows))
-                 for lo in range(0, real_windows, chunk)]
+    for name, scenario, n, _, W in bench.real_cells(G["R"], real_windows):
+        jobs += [("real", name, scenario, n, W, lo, min(lo + chunk, W)) for lo in range(0, W, chunk)]
     for name, scenario, n, _, W in bench.sim_cells(sim_windows):
         step = chunk if n < 2000 else 2
         jobs += [("sim", name, scenario, n, W, lo, min(lo + step, W)) for lo in range(0, W, step)]
     jobs += [("stream", "stream", "", 0, 0, s, s + 1) for s in range(streams)]
     cost = {"real": lambda j: j[3] ** 1.3, "sim": lambda j: 4 * j[3] ** 1.2, "stream": lambda j: 30 * 500 ** 1.3}
-    jobs.sort(key=lambda j: -cost[j[0]](j) * (j[6] - j[5]))      # longest first
+    # the first 50 (real) / 30 (sim) windows of every cell first, then the streams, then the extra
+    # no-drift windows; longest first within each group
+    rank = {"stream": 1}
+    jobs.sort(key=lambda j: (2 if (j[0] == "real" and j[5] >= real_windows) or (j[0] == "sim" and j[5] >= (
+        sim_windows if j[3] < 2000 else sim_windows // 2)) else rank.get(j[0], 0), -cost[j[0]](j) * (j[6] - j[5])))
     results, done_s = [], 0.0
     out = Path(out_dir)
 
@@ -244,8 +247,8 @@ def merge(src: str) -> None:
         raw = {k: [row[k] for row in rows] for k in ("driftkeel", "mmd_perm", "mmd_perm@responses") if k in rows[0]}
         path = cell_dir / f"{name}.json"
         old = json.loads(path.read_text()) if path.exists() else None
-        if old is not None and old.get("W") == c["W"] and W == c["W"]:
-            raw = {**old["raw"], **raw}
+        if old is not None:       # Evidently's entries cover the first windows, the same for any W: keep them
+            raw = {**{k: v for k, v in old["raw"].items() if k.startswith("evidently_")}, **raw}
         (path).write_text(json.dumps({"W": c["W"] if W == c["W"] else W, "truth": truth[name], "raw": raw,
                                       "computed_on": "device"}, default=str))
     if stream:

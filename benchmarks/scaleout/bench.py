@@ -5,7 +5,9 @@
 Both runs execute the same shard functions (driftkeel.ops.sharded) with a fresh embedding cache each:
 phase 1 embeds every shard into the SQLite cache (the cached-embeddings path the drift stage reads),
 phase 2 runs one drift test per shard (mean-embedding shift over the shard + MMD permutation test on a
-600-row subsample vs a 600-row reference sample, 200 permutations), Bonferroni across shards.
+600-row subsample vs a 600-row reference sample, 800 permutations so that a shard can reach
+alpha / n_shards), Bonferroni across shards. A third run maps the same functions with distributed's
+Client.map (no Prefect) on the same kind of cluster, to separate Dask's cost from Prefect's.
 Embeddings: the hashing embedder (MiniLM encodes ~200 prompts/s on these 2 cores: 200k would take
 ~17 min per run). Writes results.json beside this file and prints a table.
 """
@@ -78,6 +80,7 @@ def plain_dask(reference, current, cache, workers, kw) -> dict:
 
     bounds = sharded.shard_bounds(len(current), kw["shard_size"])
     ref = sharded.reference_sample(reference, kw["max_window"], kw["seed"])
+    n_perm = sharded.permutations_for(kw["n_permutations"], kw["alpha"], len(bounds))
     t = time.perf_counter()
     with LocalCluster(n_workers=workers, threads_per_worker=1, processes=True, dashboard_address=None) as cluster, \
             Client(cluster) as client:
@@ -88,7 +91,7 @@ def plain_dask(reference, current, cache, workers, kw) -> dict:
         res = client.gather(client.map(sharded.drift_shard, list(range(len(bounds))),
                                        [current[s:e] for s, e in bounds], reference=ref, backend=kw["backend"],
                                        cache_path=str(cache), max_window=kw["max_window"],
-                                       n_permutations=kw["n_permutations"], seed=kw["seed"], pure=False))
+                                       n_permutations=n_perm, seed=kw["seed"], pure=False))
         t2 = time.perf_counter()
     return {"wall_s": round(time.perf_counter() - t, 1), "embed": round(t1 - t0, 3), "drift": round(t2 - t1, 3),
             "shards": sorted(res, key=lambda r: r["shard"])}
@@ -139,7 +142,8 @@ def main() -> None:
         "setup": {"n_current": args.n, "n_reference": args.reference, "shard_size": args.shard_size,
                   "n_shards": serial["n_shards"], "embedding": "hashing (384-d, signed feature hashing)",
                   "test": "per shard: mean-embedding shift (all rows) + MMD permutation test, 600 vs 600 rows, "
-                          "200 permutations; Bonferroni over shards",
+                          f"{sharded.permutations_for(200, 0.05, serial['n_shards'])} permutations (enough for "
+                          "Bonferroni over the shards); Bonferroni over shards",
                   "dask": f"prefect-dask DaskTaskRunner, LocalCluster {args.workers} worker processes x 1 thread",
                   "machine": f"{platform.machine()} {os.cpu_count()} cores, python {platform.python_version()}",
                   "load_average_1m_before_after": [round(load_before[0], 2), round(load_after[0], 2)]},

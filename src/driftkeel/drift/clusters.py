@@ -46,17 +46,19 @@ def _words(text: str) -> list[str]:
     return [w for w in _WORD.findall(str(text).lower()) if w not in _STOP and len(w) > 2]
 
 
-def _doc_counts(texts) -> Counter:
-    return Counter(w for t in texts for w in set(_words(t)))
+def _doc_counts(texts, token_sets: list[set] | None = None) -> Counter:
+    return Counter(w for ws in (token_sets if token_sets is not None else (set(_words(t)) for t in texts))
+                   for w in ws)
 
 
-def top_words(texts: list[str], background: list[str] | Counter, n: int = 6, n_background: int | None = None) -> list[str]:
+def top_words(texts: list[str] | Counter, background: list[str] | Counter, n: int = 6, n_background: int | None = None,
+              n_foreground: int | None = None) -> list[str]:
     """Words most over-represented in `texts` vs `background` (texts, or their document counts with
     `n_background`): smoothed log-odds ratio of document frequencies."""
-    fg = _doc_counts(texts)
+    fg = texts if isinstance(texts, Counter) else _doc_counts(texts)
     bg = background if isinstance(background, Counter) else _doc_counts(background)
     nb = max(n_background if n_background is not None else len(background), 1)
-    nf = max(len(texts), 1)
+    nf = max(n_foreground if n_foreground is not None else len(texts), 1)
     score = {w: np.log((c + 0.5) / (nf + 1)) - np.log((bg.get(w, 0) + 0.5) / (nb + 1)) for w, c in fg.items() if c >= 2}
     return [w for w, _ in sorted(score.items(), key=lambda kv: (-kv[1], kv[0]))[:n]]
 
@@ -140,6 +142,14 @@ def cluster_report(ref_emb: np.ndarray, cur_emb: np.ndarray, ref_texts: list[str
     share_h, share_q = cnt_h / cnt_h.sum(), cnt_q / cnt_q.sum()
     bg = _doc_counts(ref_texts) if ref_texts else Counter()
     n_bg = len(ref_texts) if ref_texts else 0
+    cur_sets = [set(_words(t)) for t in cur_texts] if cur_texts else []
+
+    def words_of(members: np.ndarray) -> list[str]:
+        if not (cur_texts and ref_texts and len(members)):
+            return []
+        return top_words(_doc_counts(None, [cur_sets[i] for i in members]), bg, n_background=n_bg,
+                         n_foreground=len(members))
+
     clusters = []
     for j in range(k):
         p_grow = float(sstats.fisher_exact([[cnt_q[j], len(Q) - cnt_q[j]], [cnt_h[j], len(H) - cnt_h[j]]],
@@ -148,8 +158,7 @@ def cluster_report(ref_emb: np.ndarray, cur_emb: np.ndarray, ref_texts: list[str
         clusters.append({"cluster": j, "share_reference": float(share_h[j]), "share_current": float(share_q[j]),
                          "change": float(share_q[j] - share_h[j]), "p_value_grew": min(1.0, p_grow * k),
                          "examples": _examples(cur_texts, members, Q, C[j], n_examples),
-                         "top_words": top_words([cur_texts[i] for i in members], bg, n_background=n_bg)
-                         if cur_texts and ref_texts and len(members) else []})
+                         "top_words": words_of(members)})
     grew = sorted([c for c in clusters if c["change"] > 0], key=lambda c: (c["p_value_grew"], -c["change"]))[:n_listed]
     shrank = sorted([c for c in clusters if c["change"] < 0], key=lambda c: c["change"])[:n_listed]
 
@@ -171,8 +180,7 @@ def cluster_report(ref_emb: np.ndarray, cur_emb: np.ndarray, ref_texts: list[str
             new_clusters.append({"size": int(len(members)), "share_current": float(len(members) / len(Q)),
                                  "share_reference": in_ref / len(H), "p_value": min(1.0, p_new * len(Cf)),
                                  "examples": _examples(cur_texts, members, Q, Cf[j], n_examples),
-                                 "top_words": top_words([cur_texts[i] for i in members], bg, n_background=n_bg)
-                                 if cur_texts and ref_texts else []})
+                                 "top_words": words_of(members)})
         new_clusters.sort(key=lambda c: (c["p_value"], -c["size"]))
     return {
         "n_clusters": k, "n_reference_fit": int(len(F)), "n_reference_held_out": int(len(H)),

@@ -194,10 +194,10 @@ def kmeans(Z: np.ndarray, k: int, seed: int, n_iter: int = 25, max_fit: int = 40
         C = np.array(centers)
         for _ in range(n_iter):
             lab = np.argmin(-2 * fit @ C.T + np.einsum("ij,ij->i", C, C)[None, :], axis=1)
-            counts = np.bincount(lab, minlength=len(C)).astype(np.float64)
-            sums = np.zeros_like(C)
-            np.add.at(sums, lab, fit)
-            newC = np.where(counts[:, None] > 0, sums / np.maximum(counts, 1)[:, None], C)
+            onehot = np.zeros((len(fit), len(C)))
+            onehot[np.arange(len(fit)), lab] = 1.0
+            counts = onehot.sum(axis=0)
+            newC = np.where(counts[:, None] > 0, (onehot.T @ fit) / np.maximum(counts, 1)[:, None], C)
             if np.allclose(newC, C):
                 break
             C = newC
@@ -266,7 +266,8 @@ def two_sample_test(ref: np.ndarray, cur: np.ndarray, *, n_permutations: int = 3
         raise ValueError(f"the two-sample test needs at least 4 rows per window (got {n} and {m})")
     Z = np.vstack([X, Y])
     D = pairwise_sq_dists(Z)
-    sigma = median_heuristic(D)
+    sub = np.random.default_rng(seed).choice(len(Z), 1000, replace=False) if len(Z) > 1000 else slice(None)
+    sigma = median_heuristic(D[sub][:, sub])      # a seeded 1000-row block is plenty for a bandwidth
     if not sigma or not np.isfinite(sigma):
         raise ValueError("all pooled points are identical: no bandwidth (degenerate sample)")
     A = permutation_labels(n, m, n_permutations, seed)
