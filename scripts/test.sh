@@ -5,4 +5,4 @@ cd "$(dirname "$0")/.."
 bash scripts/setup.sh
 source scripts/env.sh
 export PREFECT_HOME="$(mktemp -d)"
-python -m pytest tests "$@"
+python -m pytest -n 2 --dist loadfile tests "$@"

@@ -1,5 +1,9 @@
 import os
+import sys
+import tempfile
 from pathlib import Path
+
+import pytest
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
@@ -10,5 +14,72 @@ os.environ.setdefault("DVC_NO_ANALYTICS", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
 
-REPO = Path(__file__).resolve().parents[1]
+HERE = Path(__file__).resolve().parent
+REPO = HERE.parent
 SHARED_DATA = REPO.parent / "shared" / "data"
+if str(HERE) not in sys.path:
+    sys.path.insert(0, str(HERE))  # shared test helpers (summary_lines)
+
+# Under pytest-xdist (`-n 2` in scripts/test.sh) each worker gets its own Prefect home (its own
+# ephemeral API database) and one math thread, so two workers share the two cores instead of
+# oversubscribing them. Set before any test module imports prefect or torch.
+_WORKER = os.environ.get("PYTEST_XDIST_WORKER")
+if _WORKER:
+    _home = Path(os.environ.get("PREFECT_HOME") or tempfile.mkdtemp(prefix="prefect-")) / _WORKER
+    _home.mkdir(parents=True, exist_ok=True)
+    os.environ["PREFECT_HOME"] = str(_home)
+    for _var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS"):
+        os.environ.setdefault(_var, "1")
+
+import summary_lines  # noqa: E402
+
+
+def pytest_configure(config):
+    if not hasattr(config, "workerinput"):  # the controller (or a run without xdist)
+        fd, path = tempfile.mkstemp(prefix="driftkeel-summary-", suffix=".jsonl")
+        os.close(fd)
+        os.environ["DRIFTKEEL_SUMMARY_FILE"] = path
+        config._driftkeel_summary = path
+
+
+def pytest_terminal_summary(terminalreporter, config):
+    path = getattr(config, "_driftkeel_summary", None)
+    lines = summary_lines.read(path) if path else {}
+    if lines:
+        terminalreporter.section("driftkeel: generated cases and fault runs")
+        for name, line in sorted(lines.items()):
+            terminalreporter.write_line(f"{name}: {line}")
+
+
+@pytest.fixture(autouse=True)
+def _isolate_mlflow_uris():
+    """`mlflow.set_tracking_uri` (called by the stage code run in-process) also sets
+    MLFLOW_TRACKING_URI in os.environ; without this, the next test would talk to the previous
+    test's store."""
+    saved = {k: os.environ.get(k) for k in ("MLFLOW_TRACKING_URI", "MLFLOW_REGISTRY_URI")}
+    yield
+    track = sys.modules.get("mlflow.tracking._tracking_service.utils")
+    if track is not None and getattr(track, "_tracking_uri", None) is not None:
+        track._tracking_uri = None
+    reg = sys.modules.get("mlflow.tracking._model_registry.utils")
+    if reg is not None and getattr(reg, "_registry_uri", None) is not None:
+        reg._registry_uri = None
+    for k, v in saved.items():
+        if v is None:
+            os.environ.pop(k, None)
+        else:
+            os.environ[k] = v
+
+
+# Longest modules first: under `--dist loadfile` each module runs on one worker, in collection order, so
+# starting the long chains first keeps the two workers busy to the end.
+_FIRST = ("tests/e2e/", "tests/training/test_training_stages.py", "tests/flows/test_new_data.py",
+          "tests/flows/test_server.py", "tests/reliability/test_bad_input_properties.py")
+
+
+def pytest_collection_modifyitems(config, items):
+    def rank(item):
+        rel = Path(str(item.fspath)).resolve().relative_to(REPO).as_posix()
+        return next((i for i, prefix in enumerate(_FIRST) if rel.startswith(prefix)), len(_FIRST))
+
+    items.sort(key=rank)  # stable: the order within a module is kept

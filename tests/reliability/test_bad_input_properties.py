@@ -39,7 +39,7 @@ from driftkeel.io import write_jsonl, write_parquet
 from driftkeel.validation import validate_stream
 from driftkeel.validation.reader import read_rows
 from driftkeel.validation.validate import COMPARISON_CONTENT, explain, parse_timestamp
-from reliability_report import report
+from summary_lines import report
 
 EXAMPLES = int(os.environ.get("DRIFTKEEL_PBT_EXAMPLES", "30"))
 BUDGET_S = float(os.environ.get("DRIFTKEEL_PBT_BUDGET_S", "90"))
