@@ -6,7 +6,8 @@ Writes (see src/driftkeel/annotation/aggregate.py for every column):
 - consensus.parquet          one row per comparison, CONSENSUS_COLUMNS (read by drift and mix)
 - training_weights.parquet   per comparison: chosen side, P(chosen), weight, margin, hard, review flags
 - annotators.csv             per annotator: accuracy, weight with interval, bias, speed, flags
-- review_queue.jsonl         comparisons for expert review, with their reasons
+- review_queue.jsonl         comparisons for expert review now, with their reasons and review_id
+- review_log.jsonl           append-only history of the queue (queued / cleared events; DVC persist out)
 - audit.parquet              per judgement: the weights and evidence it entered the consensus with
 - flips.csv                  re-annotated pairs and whether their consensus reversed
 - metrics.json               flat scalars (also logged to MLflow)
@@ -22,7 +23,7 @@ from pipelines._stage import stage
 def main() -> dict:
     import pandas as pd
 
-    from driftkeel.annotation import aggregate_judgements
+    from driftkeel.annotation import aggregate_judgements, review_log
     from driftkeel.io import write_csv, write_json, write_jsonl, write_parquet
     from driftkeel.registry.tracking import stage_run
     from driftkeel.validation import read_golden
@@ -35,6 +36,8 @@ def main() -> dict:
                                seed=st.common.seed)
 
     out = st.out
+    clean_batches = int(pd.read_parquet(clean_path, columns=["batch"])["batch"].nunique())
+    res.metrics.update(review_log.append(out / "review_log.jsonl", res.review_queue, clean_batches))
     write_parquet(out / "consensus.parquet", res.consensus)
     write_parquet(out / "training_weights.parquet", res.training)
     write_csv(out / "annotators.csv", res.annotators)

@@ -2,10 +2,13 @@
 
     python -m pipelines.select
 
-Fits a surrogate Bradley-Terry reward (on `select.surrogate_features`: hashed bag-of-words or MiniLM)
-on the consensus labels, scores every pool
-pair and queues the `select.k` most uncertain (select.strategy: least_confidence | random) for
-annotation. Writes queue.jsonl, metrics.json and plots/uncertainty.csv; logs them to MLflow.
+Fits a surrogate Bradley-Terry reward ensemble (`select.n_members`, on `select.surrogate_features`:
+hashed bag-of-words or MiniLM) on the consensus labels, calibrates it on held-out labels, scores every
+pool pair with `select.strategy` (bald | variance | least_confidence | margin | entropy | random) times
+the drift prior (clusters outputs/drift/report.json flagged as new or grown) and queues a batch of
+`select.k` (diversity `select.diversity`, no near-duplicates) for annotation, each with its reason.
+Writes queue.jsonl (+ the Label Studio and Argilla imports), quarantine.jsonl (pool rows
+not used, with the reason), metrics.json, notes.json and plots/uncertainty.csv; logs them to MLflow.
 """
 from __future__ import annotations
 
@@ -15,7 +18,7 @@ from pipelines._stage import stage
 def main() -> dict:
     import pandas as pd
 
-    from driftkeel.active import read_pool, select
+    from driftkeel.active import read_pool, select, write_exports
     from driftkeel.embeddings import HASHING, MINILM, Embedder
     from driftkeel.io import read_json, write_csv, write_json, write_jsonl
     from driftkeel.registry.tracking import stage_run
@@ -27,16 +30,19 @@ def main() -> dict:
         raise SystemExit(f"select: {pool_path} not found")
     pool, n_bad = read_pool(pool_path)
     consensus = pd.read_parquet(consensus_path) if consensus_path.exists() else None
+    report_path = st.outputs / "drift" / "report.json"
+    report = read_json(report_path) if report_path.exists() else None
     backend = HASHING if st.params.surrogate_features == "hashing" else MINILM
     embedder = Embedder.for_project(st.root, backend=backend)
-    sel = select(pool, consensus, st.params, embedder, seed=st.common.seed)
+    sel = select(pool, consensus, st.params, embedder, seed=st.common.seed, drift_report=report)
 
     metrics = {**sel.metrics, "n_skipped_invalid_json": n_bad}
     decision_path = st.outputs / "drift" / "decision.json"
     if decision_path.exists():
         metrics["drift_decision_level"] = read_json(decision_path).get("level")
     out = st.out
-    write_jsonl(out / "queue.jsonl", sel.queue)
+    exports = write_exports(out, sel.queue, {"jsonl", "label_studio", "argilla"})
+    write_jsonl(out / "quarantine.jsonl", sel.quarantine)
     write_csv(out / "plots" / "uncertainty.csv", sel.scores)
     write_json(out / "metrics.json", metrics)
     write_json(out / "notes.json", {"notes": sel.notes + ([f"{n_bad} pool line(s) are not valid JSON (skipped)"]
@@ -45,7 +51,7 @@ def main() -> dict:
 
     with stage_run("select", st.root, st.common, st.params) as run:
         run.log_metrics(metrics)
-        for name in ("queue.jsonl", "metrics.json", "notes.json", "plots"):
+        for name in (*exports, "quarantine.jsonl", "metrics.json", "notes.json", "plots"):
             run.log_artifact(out / name, "plots" if name == "plots" else None)
 
     for note in sel.notes:

@@ -117,5 +117,10 @@ def metrics(root: Optional[Path] = typer.Option(None),
             typer.echo(f"{stage:<10} {key:<32} {round(v, 4) if isinstance(v, float) else v}")
 
 
+from driftkeel.active.cli import labels_app  # noqa: E402
+
+app.add_typer(labels_app, name="labels")  # driftkeel labels export | driftkeel labels import FILE
+
+
 if __name__ == "__main__":
     app()

@@ -149,16 +149,45 @@ class DriftParams(_Section):
 
 
 class SelectParams(_Section):
-    k: int = Field(100, ge=1)
-    strategy: Literal["least_confidence", "random"] = "least_confidence"
-    n_members: int = Field(1, ge=1)
+    """Active selection of pool pairs for annotation (src/driftkeel/active)."""
+    k: int = Field(100, ge=1)                      # labels to buy (queue length)
+    strategy: Literal["bald", "variance", "least_confidence", "margin", "entropy", "random"] = "bald"
+    n_members: int = Field(5, ge=1)                # surrogate ensemble (bootstrap) members
     surrogate_features: Literal["hashing", "minilm"] = "hashing"
+    calibrate: bool = True                         # temperature of the ensemble fitted on held-out labels
+    diversity: Literal["none", "kcenter", "kmeanspp"] = "kcenter"
+    candidate_factor: int = Field(4, ge=1)         # diversity works on the top candidate_factor x k pairs
+    min_distance: float = Field(0.05, ge=0, le=2)  # closer pairs (normalised feature distance) = near-duplicates
+    drift_prior: bool = True                       # boost pairs in new / grown clusters of the drift report
+    drift_boost: float = Field(1.0, ge=0)          # new cluster: x(1 + boost); grown cluster: x(1 + boost/2)
+    drift_alpha: float = Field(0.05, gt=0, le=1)   # a cluster is flagged at this p-value
 
 
 class MixParams(_Section):
+    """Curriculum mix with replay (src/driftkeel/curriculum)."""
     new_batches: int = Field(4, ge=1)
     replay_fraction: float = Field(0.3, ge=0, lt=1)
+    replay_from_drift: bool = False                # take the replay share from the drift level instead
+    replay_by_level: dict[int, float] = {0: 0.1, 1: 0.2, 2: 0.3, 3: 0.4}
     eval_fraction: float = Field(0.1, ge=0, lt=1)
+    order: Literal["easy_to_hard", "pacing", "shuffle"] = "easy_to_hard"
+    pacing_phases: int = Field(3, ge=1)            # pacing: easy third first, then easy+medium, then all
+    close_margin: float = Field(0.2, ge=0)         # |P(a) - 0.5| of the surrogate below this: close comparison
+    new_cluster_weight: float = Field(2.0, gt=0)   # training weight factor of pairs in flagged new clusters
+    drift_alpha: float = Field(0.05, gt=0, le=1)
+    synthetic: bool = False                        # add pool pairs labelled by the surrogate ensemble
+    synthetic_min_confidence: float = Field(0.95, gt=0.5, le=1)
+    synthetic_max_share: float = Field(0.2, ge=0, lt=1)
+    synthetic_weight: float = Field(0.5, gt=0, le=1)
+    hf_datasets: bool = True                       # also save the mix with datasets.save_to_disk
+
+    @field_validator("replay_by_level")
+    @classmethod
+    def _shares(cls, v: dict[int, float]) -> dict[int, float]:
+        bad = {k: x for k, x in v.items() if not 0 <= x < 1}
+        if bad:
+            raise ValueError(f"replay shares must be in [0, 1): {bad}")
+        return v
 
 
 class LoraParams(_Section):

@@ -23,7 +23,7 @@ def test_random_strategy_is_seeded_and_ties_are_not_positional():
     assert list(o1) == list(o2) and sorted(o1) == list(range(50))
     assert list(rank(np.zeros(20), seed=3)) != list(range(20))
     with pytest.raises(ValueError):
-        acquire(np.zeros(3), "bald", seed=0)
+        acquire(np.zeros(3), "coin_toss", seed=0)
 
 
 def test_surrogate_is_antisymmetric_and_learns():
@@ -75,9 +75,14 @@ def embedder(tmp_path):
 
 
 def test_select_picks_the_uncertain_pairs_and_counts_bad_rows(embedder):
-    sel = select(_pool(), _consensus(), SelectParams(k=5), embedder, seed=0)
+    sel = select(_pool(), _consensus(), SelectParams(k=5, strategy="least_confidence", n_members=1, calibrate=False),
+                 embedder, seed=0)
     assert {q["pair_id"] for q in sel.queue} == {f"unsure{i}" for i in range(5)}
     assert all(q["uncertainty"] > 0.8 for q in sel.queue)
+    default = select(_pool(), _consensus(), SelectParams(k=5), embedder, seed=0)   # bald + kcenter, 5 members
+    assert {q["pair_id"] for q in default.queue} == {f"unsure{i}" for i in range(5)}
+    assert len(sel.quarantine) == 4 and {q["reason"] for q in sel.quarantine} == {
+        "identical_responses", "missing_fields", "duplicate_pair_id", "not_an_object"}
     m = sel.metrics
     assert m["n_skipped_identical_responses"] == 1 and m["n_skipped_missing_fields"] == 1
     assert m["n_skipped_duplicate_pair_id"] == 1 and m["n_skipped_not_an_object"] == 1
@@ -108,3 +113,36 @@ def test_random_strategy_is_seeded(embedder):
 def test_clean_pool_counts():
     rows, counts = clean_pool(_pool())
     assert len(rows) == 25 and counts["identical_responses"] == 1
+
+
+def test_drift_prior_changes_the_queue_and_says_why(embedder):
+    """Equal uncertainty everywhere: the pairs of the flagged new cluster go first, with the reason."""
+    cons = _consensus()
+    legal = [{"pair_id": f"legal{i}", "prompt_id": f"l{i}", "prompt": f"How do I file an employment dispute {i}?",
+              "response_a": f"Simmer the garlic and onion in butter, then stir {400 + i}.",
+              "response_b": f"Simmer the garlic and onion in butter, then stir {500 + i}.", "batch": 9,
+              "policy_version": "v"} for i in range(5)]
+    report = {"reference_batches": [0, 1], "clusters": {"new_clusters": [
+        {"examples": ["How do I file an employment dispute?"], "p_value": 1e-6}], "grew": []}}
+    pool = _pool()[20:25] + legal   # 5 unsure cooking pairs + 5 unsure legal pairs
+    params = SelectParams(k=5, strategy="least_confidence", n_members=1, calibrate=False, diversity="none")
+    on = select(pool, cons, params, embedder, seed=0, drift_report=report)
+    assert {q["pair_id"] for q in on.queue} == {f"legal{i}" for i in range(5)}
+    assert all("drift prior x2" in q["reason"] and q["drift_region"] == "new" for q in on.queue)
+    assert on.metrics["n_selected_drift_boosted"] == 5
+    off = select(pool, cons, params.model_copy(update={"drift_prior": False}), embedder, seed=0,
+                 drift_report=report)
+    assert off.metrics["n_selected_drift_boosted"] == 0 and any("drift prior off" in n for n in off.notes)
+
+
+def test_queue_has_no_near_duplicates(embedder):
+    twin = [{"pair_id": f"twin{i}", "prompt_id": "t", "prompt": "How to cook dish 777?",
+             "response_a": "Simmer the garlic and onion in butter, then stir 777.",
+             "response_b": "Simmer the garlic and onion in butter, then stir 778.", "batch": 9,
+             "policy_version": "v"} for i in range(4)]                 # four copies of one question
+    swapped = [{**twin[0], "pair_id": "swapped", "response_a": twin[0]["response_b"],
+                "response_b": twin[0]["response_a"]}]
+    sel = select(_pool()[:25] + twin + swapped, _consensus(), SelectParams(k=8, n_members=3), embedder, seed=0)
+    ids = [q["pair_id"] for q in sel.queue]
+    assert sum(i.startswith("twin") or i == "swapped" for i in ids) <= 1
+    assert sel.metrics["n_near_duplicates_skipped"] >= 4

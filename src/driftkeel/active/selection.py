@@ -5,9 +5,15 @@
 2. Fit the surrogate Bradley-Terry reward (active/surrogate.py) on the aggregated consensus: non-tie
    labels, weighted by confidence. Its held-out accuracy (20% of prompts, grouped by prompt_id) is
    reported, then it is refitted on all labels.
-3. Score every pool pair (P(a preferred)), rank by the acquisition strategy, take the top k.
+   With `calibrate`, the ensemble's temperature is fitted on that held-out part (log loss), so its
+   probabilities and its disagreement are calibrated; ECE before/after is reported, and how well the
+   disagreement (BALD) ranks the held-out errors (AUROC).
+3. Score every pool pair with the acquisition strategy (active/acquisition.py) on the members'
+   P(a preferred), times the drift prior (active/drift_prior.py: pairs in new or grown clusters of
+   the drift report), and take a batch of k (active/batch.py: diversity, no near-duplicates).
    k larger than the pool takes the whole pool (and says so). Without labels to fit the surrogate,
-   the strategy falls back to `random` (and says so).
+   the strategy falls back to `random` (and says so). Every skipped pool row is quarantined with its
+   reason (`Selection.quarantine`).
 """
 from __future__ import annotations
 
@@ -16,8 +22,12 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
-from driftkeel.active.acquisition import acquire
-from driftkeel.active.surrogate import BradleyTerrySurrogate, pair_features
+from driftkeel.active.acquisition import bald, rank
+from driftkeel.active.acquisition import scores as acquisition_scores
+from driftkeel.active.batch import select_batch
+from driftkeel.active.drift_prior import DriftPrior, drift_prior
+from driftkeel.active.surrogate import (BradleyTerrySurrogate, expected_calibration_error, fit_temperature,
+                                        pair_features)
 from driftkeel.config import SelectParams
 from driftkeel.embeddings import Embedder
 
@@ -32,6 +42,7 @@ class Selection:
     scores: pd.DataFrame
     metrics: dict
     notes: list[str] = field(default_factory=list)
+    quarantine: list[dict] = field(default_factory=list)
 
 
 def read_pool(path) -> tuple[list, int]:
@@ -50,23 +61,31 @@ def read_pool(path) -> tuple[list, int]:
     return rows, bad
 
 
-def clean_pool(rows: list) -> tuple[list[dict], dict]:
-    """Valid pool rows and the count of skipped rows per reason."""
+def clean_pool(rows: list, quarantine: list | None = None) -> tuple[list[dict], dict]:
+    """Valid pool rows and the count of skipped rows per reason; skipped rows are appended to
+    `quarantine` as {"line", "reason", "row"} when a list is given."""
     counts = {"not_an_object": 0, "missing_fields": 0, "identical_responses": 0, "duplicate_pair_id": 0,
               "missing_optional_fields": 0}
     seen, out = set(), []
-    for r in rows:
+
+    def skip(i, reason, row):
+        counts[reason] += 1
+        if quarantine is not None:
+            quarantine.append({"line": i + 1, "reason": reason, "row": row})
+
+    for i, r in enumerate(rows):
         if not isinstance(r, dict):
-            counts["not_an_object"] += 1
+            skip(i, "not_an_object", r)
             continue
-        if any(not isinstance(r.get(k), str) or not r.get(k).strip() for k in REQUIRED):
-            counts["missing_fields"] += 1
+        missing = [k for k in REQUIRED if not isinstance(r.get(k), str) or not r.get(k).strip()]
+        if missing:
+            skip(i, "missing_fields", {**r, "_missing": missing})
             continue
         if r["response_a"].strip() == r["response_b"].strip():
-            counts["identical_responses"] += 1
+            skip(i, "identical_responses", r)
             continue
         if r["pair_id"] in seen:
-            counts["duplicate_pair_id"] += 1
+            skip(i, "duplicate_pair_id", r)
             continue
         if any(r.get(k) is None for k in OPTIONAL):
             counts["missing_optional_fields"] += 1
@@ -83,9 +102,19 @@ def _labels(consensus: pd.DataFrame | None) -> pd.DataFrame:
     return lab
 
 
+def _auroc(score: np.ndarray, positive: np.ndarray) -> float | None:
+    pos, neg = score[positive], score[~positive]
+    if not len(pos) or not len(neg):
+        return None
+    from scipy.stats import rankdata
+
+    r = rankdata(np.concatenate([pos, neg]))
+    return float((r[: len(pos)].sum() - len(pos) * (len(pos) + 1) / 2) / (len(pos) * len(neg)))
+
+
 def fit_surrogate(consensus: pd.DataFrame | None, embedder: Embedder, n_members: int, seed: int,
-                  min_labels: int = 10) -> tuple[BradleyTerrySurrogate | None, dict]:
-    """Fit on consensus labels; returns (model or None, info with held-out accuracy)."""
+                  min_labels: int = 10, calibrate: bool = True) -> tuple[BradleyTerrySurrogate | None, dict]:
+    """Fit on consensus labels; returns (model or None, info with held-out accuracy and calibration)."""
     lab = _labels(consensus)
     info = {"n_labels": int(len(lab)), "heldout_accuracy": None, "n_heldout": 0}
     if len(lab) < min_labels or lab["label"].nunique() < 2:
@@ -100,64 +129,140 @@ def fit_surrogate(consensus: pd.DataFrame | None, embedder: Embedder, n_members:
     uniq = np.array(sorted(groups.unique()))
     held = set(np.random.default_rng(seed).permutation(uniq)[: int(round(HOLDOUT * len(uniq)))])
     te = groups.isin(held).to_numpy()
+    temperature = 1.0
     if te.any() and (~te).any() and len(set(y[~te].tolist())) == 2:
-        m = BradleyTerrySurrogate(seed=seed).fit(X[~te], y[~te], w[~te])
-        info["heldout_accuracy"] = float(np.mean((m.predict_proba(X[te]) >= 0.5).astype(int) == y[te]))
+        m = BradleyTerrySurrogate(n_members=n_members, seed=seed).fit(X[~te], y[~te], w[~te])
+        logits = m.member_logits(X[te])
+        p_raw = m.predict_proba(X[te])
+        info["heldout_accuracy"] = float(np.mean((p_raw >= 0.5).astype(int) == y[te]))
         info["n_heldout"] = int(te.sum())
+        info["heldout_ece_raw"] = expected_calibration_error(p_raw, y[te])
+        if calibrate:
+            temperature = fit_temperature(logits, y[te], w[te])
+            m.temperature = temperature
+            info["heldout_ece_calibrated"] = expected_calibration_error(m.predict_proba(X[te]), y[te])
+        wrong = (m.predict_proba(X[te]) >= 0.5).astype(int) != y[te]
+        info["disagreement_error_auroc"] = _auroc(bald(m.member_proba(X[te])), wrong) if n_members > 1 else None
+    info["temperature"] = temperature
     model = BradleyTerrySurrogate(n_members=n_members, seed=seed).fit(X, y, w)
+    model.temperature = temperature
     return model, info
 
 
+def _reference_prompts(consensus: pd.DataFrame | None, report: dict | None) -> list[str]:
+    if consensus is None or "batch" not in getattr(consensus, "columns", []) or not len(consensus):
+        return []
+    ref = (report or {}).get("reference_batches")
+    batches = sorted(consensus["batch"].dropna().unique().tolist())
+    ref = ref if isinstance(ref, list) and ref else batches[:2]
+    return consensus[consensus["batch"].isin(ref)]["prompt"].dropna().astype(str).tolist()
+
+
+def choose(acq: np.ndarray, X: np.ndarray | None, prior: np.ndarray, k: int, diversity: str,
+           params: SelectParams, seed: int):
+    """score = acquisition x drift prior, its seeded order, and the batch of k (active/batch.py).
+    The stage and the benchmark both call this, so the benchmark measures what the stage does."""
+    score = np.asarray(acq, dtype=float) * np.asarray(prior, dtype=float)
+    order = rank(score, seed)
+    batch = select_batch(score, X, min(k, len(score)), diversity=diversity, min_distance=params.min_distance,
+                         candidate_factor=params.candidate_factor, seed=seed, order=order)
+    return score, order, batch
+
+
 def select(pool_rows: list, consensus: pd.DataFrame | None, params: SelectParams, embedder: Embedder,
-           seed: int = 0) -> Selection:
-    pool, skipped = clean_pool(pool_rows)
+           seed: int = 0, drift_report: dict | None = None, features: np.ndarray | None = None) -> Selection:
+    """The labelling queue (see the module docstring). `features` (pair features of the usable pool
+    rows, in order) skips embedding, e.g. from a cache."""
+    quarantine: list[dict] = []
+    pool, skipped = clean_pool(pool_rows, quarantine)
     notes: list[str] = []
     for reason, n in skipped.items():
         if n:
             notes.append(f"{n} pool row(s): {reason.replace('_', ' ')}"
-                         + (" (kept)" if reason == "missing_optional_fields" else " (skipped)"))
+                         + (" (kept)" if reason == "missing_optional_fields" else " (quarantined)"))
     strategy = params.strategy
-    model, info = fit_surrogate(consensus, embedder, params.n_members, seed) if pool else (None, {"n_labels": 0})
+    model, info = (fit_surrogate(consensus, embedder, params.n_members, seed, calibrate=params.calibrate)
+                   if pool else (None, {"n_labels": 0}))
     if pool and model is None:
         notes.append(f"{info.get('problem', 'no surrogate')}: falling back to random selection")
         strategy = "random"
-    if pool and model is not None:
+    X = features
+    if pool and X is None:
         X = pair_features(embedder, [r["prompt"] for r in pool], [r["response_a"] for r in pool],
                           [r["response_b"] for r in pool])
+    if pool and model is not None:
         members = model.member_proba(X)
-        p_a, spread = members.mean(axis=0), members.std(axis=0)
     else:
-        p_a, spread = np.full(len(pool), 0.5), np.zeros(len(pool))
-    uncertainty, order = acquire(p_a, strategy, seed)
+        members = np.full((1, len(pool)), 0.5)
+    p_a, spread = members.mean(axis=0), members.std(axis=0)
+    if strategy in ("bald", "variance") and members.shape[0] < 2 and pool:
+        notes.append(f"{strategy} needs select.n_members >= 2 (ensemble disagreement): with one member every "
+                     "score is 0 and the order comes from the drift prior and seeded ties")
+    acq = acquisition_scores(members, strategy, seed)
+    prior = DriftPrior(np.ones(len(pool)), [""] * len(pool), "drift prior off (select.drift_prior: false)")
+    if params.drift_prior and pool and strategy != "random":
+        prior = drift_prior([r["prompt"] for r in pool], _reference_prompts(consensus, drift_report), drift_report,
+                            boost=params.drift_boost, alpha=params.drift_alpha, seed=seed)
+    if prior.note:
+        notes.append(f"drift prior: {prior.note}")
+    score, order, batch = choose(acq, X if len(pool) else None, prior.weights, params.k,
+                                 params.diversity if strategy != "random" else "none", params, seed)
     k = min(params.k, len(pool))
     if params.k > len(pool):
         notes.append(f"k={params.k} exceeds the {len(pool)} usable pool pairs: selecting all of them")
     if not pool:
         notes.append("the pool is empty (or no row is usable): the queue is empty")
+    diversity = params.diversity if strategy != "random" else "none"
+    chosen = batch.chosen
+    if len(chosen) < k:
+        notes.append(f"only {len(chosen)} of {k} pairs selected: the rest are near-duplicates "
+                     f"(closer than select.min_distance={params.min_distance}) of selected pairs")
+    if batch.n_near_duplicates:
+        notes.append(f"{batch.n_near_duplicates} candidate pair(s) skipped as near-duplicates of a selected pair")
     rank_of = np.empty(len(pool), dtype=int)
     rank_of[order] = np.arange(len(pool))
     queue = []
-    for r, i in enumerate(order[:k]):
+    for r, i in enumerate(chosen):
         row = pool[i]
-        reason = (f"least_confidence: P(a preferred)={p_a[i]:.3f}, uncertainty {uncertainty[i]:.3f}, "
-                  f"rank {r + 1} of {len(pool)}" if strategy == "least_confidence"
-                  else f"random: seeded draw {r + 1} of {len(pool)} (seed {seed})")
+        if strategy == "random":
+            reason = f"random: seeded draw {r + 1} of {len(pool)} (seed {seed})"
+        else:
+            reason = (f"{strategy}={acq[i]:.3f} (P(a preferred)={p_a[i]:.3f}, members' std {spread[i]:.3f}, "
+                      f"{members.shape[0]} member(s))")
+            if prior.weights[i] > 1:
+                reason += f"; drift prior x{prior.weights[i]:g} ({prior.region[i]} cluster)"
+            reason += f"; score rank {rank_of[i] + 1} of {len(pool)}"
+            if diversity != "none":
+                reason += f"; {diversity} diversity pick {r + 1}"
         queue.append({"pair_id": row["pair_id"], "prompt_id": row.get("prompt_id"), "prompt": row["prompt"],
                       "response_a": row["response_a"], "response_b": row["response_b"],
                       "batch": row.get("batch"), "policy_version": row.get("policy_version"),
-                      "p_a": float(p_a[i]), "uncertainty": float(uncertainty[i]),
+                      "p_a": float(p_a[i]), "uncertainty": float(acq[i]), "acquisition": strategy,
+                      "drift_prior": float(prior.weights[i]), "drift_region": prior.region[i] or None,
                       "member_std": float(spread[i]), "rank": r + 1, "reason": reason})
-    scores = pd.DataFrame({"rank": rank_of + 1, "pair_id": [r["pair_id"] for r in pool], "p_a": p_a,
-                           "uncertainty": uncertainty, "selected": rank_of < k}).sort_values("rank")
-    sel_u = uncertainty[order[:k]] if k else np.zeros(0)
+    selected = np.zeros(len(pool), dtype=bool)
+    selected[chosen] = True
+    scores_df = pd.DataFrame({"rank": rank_of + 1, "pair_id": [r["pair_id"] for r in pool], "p_a": p_a,
+                              "uncertainty": acq, "drift_prior": prior.weights, "score": score,
+                              "selected": selected}).sort_values("rank")
+    sel_u = acq[chosen] if len(chosen) else np.zeros(0)
     metrics = {
         "n_pool_rows": len(pool_rows), "n_pool_usable": len(pool),
         **{f"n_skipped_{k_}": v for k_, v in skipped.items()},
-        "k_requested": params.k, "k_selected": k, "k_capped": int(params.k > len(pool)),
+        "n_quarantined": len(quarantine),
+        "k_requested": params.k, "k_selected": int(len(chosen)), "k_capped": int(params.k > len(pool)),
         "strategy_random_fallback": int(strategy != params.strategy),
+        "n_members": int(members.shape[0]),
         "surrogate_n_labels": info.get("n_labels", 0), "surrogate_heldout_accuracy": info.get("heldout_accuracy"),
-        "mean_uncertainty_selected": float(sel_u.mean()) if k else None,
-        "mean_uncertainty_pool": float(uncertainty.mean()) if len(pool) else None,
-        "mean_abs_margin_selected": float(np.mean(np.abs(p_a[order[:k]] - 0.5))) if k else None,
+        "surrogate_temperature": info.get("temperature"),
+        "surrogate_heldout_ece_raw": info.get("heldout_ece_raw"),
+        "surrogate_heldout_ece_calibrated": info.get("heldout_ece_calibrated"),
+        "disagreement_error_auroc": info.get("disagreement_error_auroc"),
+        "mean_uncertainty_selected": float(sel_u.mean()) if len(chosen) else None,
+        "mean_uncertainty_pool": float(acq.mean()) if len(pool) else None,
+        "mean_abs_margin_selected": float(np.mean(np.abs(p_a[chosen] - 0.5))) if len(chosen) else None,
+        "n_pool_drift_boosted": prior.n_boosted,
+        "n_selected_drift_boosted": int((prior.weights[chosen] > 1).sum()) if len(chosen) else 0,
+        "n_near_duplicates_skipped": int(batch.n_near_duplicates),
     }
-    return Selection(queue=queue, scores=scores, metrics=metrics, notes=notes)
+    return Selection(queue=queue, scores=scores_df, metrics=metrics, notes=notes, quarantine=quarantine)

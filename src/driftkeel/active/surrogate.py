@@ -6,6 +6,8 @@ w is an L2-regularised logistic regression without intercept, fitted on both ori
 pair (d, y) and (-d, 1-y) so that P(a > b) = 1 - P(b > a) holds exactly. Sample weight = consensus
 confidence. With `n_members > 1` the extra members are fitted on seeded bootstrap resamples and the
 prediction is the members' mean (their spread is returned as a disagreement score).
+`temperature` divides every member's logit (fitted on held-out labels by `fit_temperature`, so the
+probabilities, and the disagreement computed from them, are calibrated; 1 = as fitted).
 """
 from __future__ import annotations
 
@@ -41,6 +43,7 @@ class BradleyTerrySurrogate:
     seed: int = 0
     members: list = field(default_factory=list)
     n_train: int = 0
+    temperature: float = 1.0
 
     def fit(self, X: np.ndarray, y_a: np.ndarray, weights: np.ndarray | None = None) -> "BradleyTerrySurrogate":
         """X: pair feature rows; y_a: 1 if a was preferred else 0; weights: e.g. label confidence."""
@@ -71,7 +74,45 @@ class BradleyTerrySurrogate:
         X = np.asarray(X, dtype=np.float64)
         if len(X) == 0:
             return np.zeros((len(self.members), 0))
-        return np.stack([clf.predict_proba(X)[:, 1] for clf in self.members])
+        logits = self.member_logits(X) / self.temperature
+        return 1.0 / (1.0 + np.exp(-np.clip(logits, -50, 50)))
+
+    def member_logits(self, X: np.ndarray) -> np.ndarray:
+        """(n_members, n) raw logits w_m . x (before the temperature)."""
+        if not self.members:
+            raise RuntimeError("surrogate reward model is not fitted")
+        X = np.asarray(X, dtype=np.float64)
+        if len(X) == 0:
+            return np.zeros((len(self.members), 0))
+        return np.stack([clf.decision_function(X) for clf in self.members])
 
     def predict_proba(self, X: np.ndarray) -> np.ndarray:
         return self.member_proba(X).mean(axis=0)
+
+
+def fit_temperature(member_logits: np.ndarray, y_a: np.ndarray, weights: np.ndarray | None = None) -> float:
+    """Temperature T minimising the held-out log loss of mean_m sigmoid(logit_m / T) (grid + refine)."""
+    L = np.atleast_2d(np.asarray(member_logits, dtype=float))
+    y = np.asarray(y_a, dtype=float)
+    w = np.ones(len(y)) if weights is None else np.asarray(weights, dtype=float)
+    if len(y) == 0:
+        return 1.0
+
+    def loss(t: float) -> float:
+        p = np.clip((1.0 / (1.0 + np.exp(-np.clip(L / t, -50, 50)))).mean(axis=0), 1e-9, 1 - 1e-9)
+        return float(-np.sum(w * (y * np.log(p) + (1 - y) * np.log(1 - p))) / w.sum())
+
+    grid = np.exp(np.linspace(np.log(0.25), np.log(10.0), 41))   # bounded: separable data would sharpen without end
+    best = grid[int(np.argmin([loss(t) for t in grid]))]
+    fine = best * np.exp(np.linspace(-0.1, 0.1, 21))
+    return float(fine[int(np.argmin([loss(t) for t in fine]))])
+
+
+def expected_calibration_error(p: np.ndarray, y: np.ndarray, bins: int = 10) -> float:
+    """ECE of P(a preferred) against 0/1 outcomes, equal-width bins."""
+    p, y = np.asarray(p, dtype=float), np.asarray(y, dtype=float)
+    if len(p) == 0:
+        return float("nan")
+    idx = np.minimum((p * bins).astype(int), bins - 1)
+    return float(sum(abs(p[idx == b].mean() - y[idx == b].mean()) * (idx == b).mean()
+                     for b in range(bins) if (idx == b).any()))

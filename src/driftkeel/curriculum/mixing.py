@@ -7,8 +7,16 @@
   (capped by the older comparisons available; the shortfall is reported).
 - `mix.eval_fraction` of the mix is held out by prompt_id (a group split: a prompt never appears in
   both train and eval).
-- Train rows are ordered easy-to-hard: descending confidence (the curriculum), ties broken by a seeded
-  random order.
+- Replay share: `mix.replay_fraction`, or with `mix.replay_from_drift` the share `mix.replay_by_level`
+  gives the drift decision's level (more drift, more replay against forgetting).
+- Difficulty per pair (curriculum/difficulty.py: consensus confidence, the cross-fitted surrogate
+  reward's P(chosen), a close-comparison flag) and the curriculum order `mix.order` (easy_to_hard |
+  pacing | shuffle). Without pair features (no embedder) difficulty is the confidence alone.
+- Per-cluster mixture weights: pairs whose prompt is in a cluster the drift report flags as new get
+  weight x `mix.new_cluster_weight` (grown clusters half that boost; active/drift_prior.py), then all
+  weights are divided by the largest factor (the reward loss is weight-averaged: only ratios matter).
+- Synthetic feedback (`mix.synthetic`, curriculum/synthetic.py): confident surrogate-ensemble labels
+  of pool pairs, source "synthetic", train only (never eval).
 """
 from __future__ import annotations
 
@@ -18,6 +26,7 @@ import numpy as np
 import pandas as pd
 
 from driftkeel.config import MixParams
+from driftkeel.curriculum.difficulty import cross_fitted_p_chosen, difficulty, order_rows
 
 PAIR_FIELDS = ["pair_id", "prompt", "chosen", "rejected", "weight", "batch", "source"]
 
@@ -30,6 +39,7 @@ class Mix:
     composition: pd.DataFrame
     metrics: dict
     notes: list[str] = field(default_factory=list)
+    info: dict = field(default_factory=dict)   # where the replay share came from, the order
 
 
 def to_pairs(consensus: pd.DataFrame) -> tuple[pd.DataFrame, dict]:
@@ -94,39 +104,111 @@ def order_easy_to_hard(df: pd.DataFrame, seed: int) -> pd.DataFrame:
     return df.iloc[idx].reset_index(drop=True)
 
 
-def build_mix(consensus: pd.DataFrame, params: MixParams, seed: int = 0) -> Mix:
+def replay_share(params: MixParams, drift_level: int | None) -> tuple[float, str]:
+    if params.replay_from_drift and drift_level is not None:
+        levels = sorted(params.replay_by_level)
+        lvl = max([lv for lv in levels if lv <= drift_level], default=levels[0]) if levels else None
+        if lvl is not None:
+            return float(params.replay_by_level[lvl]), f"drift level {drift_level} -> replay_by_level[{lvl}]"
+    return float(params.replay_fraction), "mix.replay_fraction"
+
+
+def _features(embedder, prompts, a, b):
+    from driftkeel.active.surrogate import pair_features
+
+    return pair_features(embedder, list(prompts), list(a), list(b))
+
+
+def build_mix(consensus: pd.DataFrame, params: MixParams, seed: int = 0, *, embedder=None,
+              drift_report: dict | None = None, drift_level: int | None = None, pool: list[dict] | None = None,
+              queued: set | None = None) -> Mix:
     pairs, counts = to_pairs(consensus)
     notes: list[str] = []
+    fraction, fraction_from = replay_share(params, drift_level)
+    if params.replay_from_drift and drift_level is None:
+        notes.append("mix.replay_from_drift is set but there is no drift decision: using mix.replay_fraction")
     batches = sorted(pairs["batch"].unique().tolist())
     new_batches = batches[-params.new_batches:] if batches else []
     is_new = pairs["batch"].isin(new_batches).to_numpy()
     new, old = pairs[is_new], pairs[~is_new]
-    want = replay_size(len(new), params.replay_fraction)
+    want = replay_size(len(new), fraction)
     n_replay = min(want, len(old))
     if n_replay < want:
         notes.append(f"replay wanted {want} older pairs but only {len(old)} exist: replay share is "
-                     f"{n_replay / max(len(new) + n_replay, 1):.3f} instead of {params.replay_fraction}")
+                     f"{n_replay / max(len(new) + n_replay, 1):.3f} instead of {fraction}")
     rng = np.random.default_rng(seed)
     replay = old.iloc[np.sort(rng.choice(len(old), size=n_replay, replace=False))] if n_replay else old.iloc[:0]
     mix = pd.concat([new.assign(source="new"), replay.assign(source="replay")], ignore_index=True)
     if mix.empty:
         notes.append("no usable labelled pairs: the mix is empty")
+
+    # difficulty (cross-fitted surrogate on chosen - rejected features, when an embedder is given)
+    X = _features(embedder, mix["prompt"], mix["chosen"], mix["rejected"]) if embedder is not None and len(mix) else None
+    p_chosen = cross_fitted_p_chosen(X, mix["prompt_id"], seed + 3) if X is not None else np.full(len(mix), np.nan)
+    d, close = difficulty(mix["weight"].to_numpy(dtype=float), p_chosen, params.close_margin)
+    mix = mix.assign(p_chosen=p_chosen, difficulty=d, close=close)
+
+    # per-cluster mixture weights from the drift report
+    from driftkeel.active.drift_prior import drift_prior
+
+    ref_batches = (drift_report or {}).get("reference_batches") or batches[:2]
+    ref_prompts = consensus[consensus["batch"].isin(ref_batches)]["prompt"].dropna().astype(str).tolist()
+    prior = drift_prior(mix["prompt"].tolist(), ref_prompts, drift_report, boost=params.new_cluster_weight - 1.0,
+                        alpha=params.drift_alpha, seed=seed)
+    if prior.note:
+        notes.append(f"cluster weights: {prior.note}")
+    factor = prior.weights if len(mix) else np.ones(0)
+    top = float(factor.max()) if len(factor) else 1.0
+    mix = mix.assign(region=[r or "other" for r in prior.region] if len(mix) else [],
+                     weight=mix["weight"].to_numpy(dtype=float) * factor / max(top, 1e-12))
+
     ev = group_split(mix["prompt_id"], params.eval_fraction, seed + 1)
-    train = order_easy_to_hard(mix[~ev], seed + 2)
-    evl = mix[ev].sort_values("pair_id").reset_index(drop=True)
+    train_h, evl = mix[~ev], mix[ev].sort_values("pair_id").reset_index(drop=True)
+
+    syn_info: dict = {}
+    syn = pd.DataFrame()
+    if params.synthetic:
+        from driftkeel.active.selection import clean_pool
+        from driftkeel.curriculum.synthetic import synthetic_pairs
+
+        usable, _ = clean_pool(pool or [])
+        eval_prompts = set(evl["prompt_id"].astype(str))
+        usable = [r for r in usable if str(r.get("prompt_id") or r["prompt"]) not in eval_prompts]
+        if embedder is None:
+            notes.append("mix.synthetic needs pair features (an embedder): no synthetic pairs")
+        else:
+            Xtr = X[~ev] if X is not None else np.zeros((0, 1))
+            PX = _features(embedder, [r["prompt"] for r in usable], [r["response_a"] for r in usable],
+                           [r["response_b"] for r in usable]) if usable else np.zeros((0, Xtr.shape[1]))
+            syn, syn_info = synthetic_pairs(Xtr, usable, PX, n_train=len(train_h),
+                                            min_confidence=params.synthetic_min_confidence,
+                                            max_share=params.synthetic_max_share, weight=params.synthetic_weight,
+                                            seed=seed, exclude=queued)
+            if len(syn):
+                syn = syn.assign(source="synthetic", p_chosen=np.nan, difficulty=0.0, close=False, region="synthetic")
+            notes.append(f"synthetic feedback: {syn_info.get('n_synthetic', 0)} pool pairs labelled by the "
+                         f"surrogate ensemble (source 'synthetic', train only)")
+    train_all = pd.concat([train_h, syn], ignore_index=True) if len(syn) else train_h
+    train = order_rows(train_all, params.order, seed + 2, params.pacing_phases)
     # PPO prompts: every distinct prompt of the new batches (ties included: a prompt needs no label)
     cons_new = consensus[consensus["batch"].isin(new_batches)].dropna(subset=["prompt_id", "prompt"])
     prompts = (cons_new[["prompt_id", "prompt"]].astype(str).drop_duplicates("prompt_id")
                .sort_values("prompt_id").reset_index(drop=True))
-    comp = (mix.groupby(["batch", "source"]).size().unstack(fill_value=0)
-            .reindex(columns=["new", "replay"], fill_value=0).reindex(batches, fill_value=0)
-            .rename(columns={"new": "n_new", "replay": "n_replay"}).reset_index())
-    comp.columns.name = None
+    comp = (train_all.groupby(["batch", "source"]).size().unstack(fill_value=0) if len(train_all) else pd.DataFrame())
+    comp_all = (mix.groupby(["batch", "source"]).size().unstack(fill_value=0)
+                .reindex(columns=["new", "replay"], fill_value=0).reindex(batches, fill_value=0)
+                .rename(columns={"new": "n_new", "replay": "n_replay"}).reset_index())
+    comp_all.columns.name = None
+    if len(syn):
+        comp_all["n_synthetic"] = comp_all["batch"].map(comp.get("synthetic", pd.Series(dtype=int))).fillna(0).astype(int)
     n_mix = len(mix)
+    tr_w = train["weight"].to_numpy(dtype=float) if len(train) else np.zeros(0)
+    region_share = ({f"weight_share_{k}": float(tr_w[(train["region"] == k).to_numpy()].sum() / tr_w.sum())
+                     for k in sorted(train["region"].unique())} if len(train) and tr_w.sum() > 0 else {})
     metrics = {
         **counts, "n_pairs": int(len(pairs)), "n_new": int(len(new)), "n_replay": int(n_replay),
         "n_replay_wanted": int(want), "n_older_available": int(len(old)), "n_mix": int(n_mix),
-        "replay_share": float(n_replay / n_mix) if n_mix else 0.0,
+        "replay_fraction_target": fraction, "replay_share": float(n_replay / n_mix) if n_mix else 0.0,
         "n_train": int(len(train)), "n_eval": int(len(evl)), "eval_share": float(len(evl) / n_mix) if n_mix else 0.0,
         "n_prompts_new": int(len(prompts)),
         "n_eval_prompt_groups": int(mix[ev]["prompt_id"].nunique()) if n_mix else 0,
@@ -134,5 +216,14 @@ def build_mix(consensus: pd.DataFrame, params: MixParams, seed: int = 0) -> Mix:
         "mean_weight_train": float(train["weight"].mean()) if len(train) else None,
         "first_new_batch": int(new_batches[0]) if new_batches else None,
         "last_batch": int(batches[-1]) if batches else None,
+        "mean_difficulty_train": float(train["difficulty"].mean()) if len(train) else None,
+        "n_close_train": int(train["close"].sum()) if len(train) else 0,
+        "n_new_cluster_pairs": int((mix["region"] == "new").sum()) if n_mix else 0,
+        "n_synthetic": int(syn_info.get("n_synthetic", 0)),
+        "synthetic_share_train": float((train["source"] == "synthetic").mean()) if len(train) else 0.0,
+        **region_share,
     }
-    return Mix(train=train, eval=evl, prompts=prompts, composition=comp, metrics=metrics, notes=notes)
+    info = {"replay_fraction": fraction, "replay_fraction_from": fraction_from, "order": params.order,
+            "synthetic": syn_info or None, "drift_prior_note": prior.note}
+    return Mix(train=train, eval=evl, prompts=prompts, composition=comp_all, metrics=metrics, notes=notes,
+               info=info)
