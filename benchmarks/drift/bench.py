@@ -2,6 +2,7 @@
 
     bash benchmarks/drift/run.sh                 # sets up Evidently's virtualenv, then runs this
     bash benchmarks/drift/run.sh --quick         # 10 windows per cell, to try it out
+    bash benchmarks/drift/run.sh --ev-windows 15 --ev-streams 3   # what produced results.json (README.md)
 
 Cells (each: many pairs of windows drawn with known truth; every method sees exactly the same ones):
 - real text (MiniLM embeddings of pool.py's pools), 200 / 500 / 1000 prompts per window:
@@ -231,6 +232,22 @@ def evidently(tag: str, emb: np.ndarray, pairs: list[tuple[np.ndarray, np.ndarra
         if p.exists():
             p.unlink()
     return {f"evidently_{k}": [{**r, "alarm": r["drift"]} for r in v] for k, v in res.items()}
+
+
+def paired(ours: list[dict], peer: list[dict]) -> dict | None:
+    """driftkeel vs a peer on the same windows (the first min(len) of each cell): windows where only one
+    of them alarmed, and the exact two-sided sign-test p-value of that split (McNemar's exact test)."""
+    k = min(len(ours), len(peer))
+    if not k:
+        return None
+    a = np.array([bool(r["alarm"]) for r in ours[:k]])
+    b = np.array([bool(r["alarm"]) for r in peer[:k]])
+    only_ours, only_peer = int((a & ~b).sum()), int((~a & b).sum())
+    from scipy.stats import binomtest
+
+    n = only_ours + only_peer
+    p = 1.0 if n == 0 else float(binomtest(only_ours, n, 0.5).pvalue)
+    return {"windows": k, "only_driftkeel": only_ours, "only_peer": only_peer, "sign_test_p": p}
 
 
 def summarise(runs: list[dict]) -> dict:
@@ -474,6 +491,7 @@ def main(argv=None) -> None:
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--rerun-ours", action="store_true", help="recompute driftkeel in existing cells, keep the peers")
     ap.add_argument("--parts", nargs="*", default=["ours", "mmd", "evidently"], help="ours mmd evidently")
+    ap.add_argument("--rerun-speed", action="store_true", help="time the 10k-vs-10k check again")
     ap.add_argument("--ev-streams", type=int, default=None, help="Evidently on the first N streams only")
     ap.add_argument("--ev-windows", type=int, default=None,
                     help="Evidently on the first N windows of each cell only (default: all)")
@@ -487,7 +505,9 @@ def main(argv=None) -> None:
     R = load_real()
     emb = DictEmbedder(R["texts"], R["emb"], MINILM)
     results = {"params": params.model_dump(), "alpha": params.alpha, "cells": {}, "evidently": "0.7.23",
-               "windows": {"real": args.windows, "sim": args.sim_windows, "text": args.text_windows}}
+               "windows": {"real": args.windows, "sim": args.sim_windows, "text": args.text_windows,
+                           "null_factor": NULL_FACTOR, "evidently_per_cell": args.ev_windows or "all",
+                           "evidently_streams": args.ev_streams or args.streams, "streams": args.streams}}
 
     def want(name):
         return args.only is None or any(name.startswith(p) for p in args.only)
@@ -521,7 +541,9 @@ def main(argv=None) -> None:
                          lambda parts: run_real_cell(R, emb, params, scenario, n, W,
                                                      args.text_windows, args.seed, parts, args.ev_windows), W)
             results["cells"][name] = {"truth": d["truth"], "n": n, "family": "real",
-                                      "methods": {k: summarise(v) for k, v in d["raw"].items()}}
+                                      "methods": {k: summarise(v) for k, v in d["raw"].items()},
+                                      "paired_vs_mmd_perm": paired(d["raw"].get("driftkeel", []),
+                                                                   d["raw"].get("mmd_perm", []))}
     if "sim" not in args.skip:
         S = {"pools": simulated.make_pools(), "annotators": simulated.annotator_pools()}
         sim_emb = pool.embedder()
@@ -545,6 +567,8 @@ def main(argv=None) -> None:
             cell = {"truth": d["truth"], "n": n, "family": "sim",
                     "methods": {k: summarise(v) for k, v in d["raw"].items()}}
             ours = d["raw"].get("driftkeel", [])
+            cell["paired_vs_mmd_perm"] = paired(ours, d["raw"].get(
+                "mmd_perm@responses" if scenario == "output" else "mmd_perm", []))
             if d["truth"] and ours:
                 hits = [r for r in ours if r["alarm"]]
                 cell["attributed"] = (float(np.mean([d["truth"] in r["signals"] for r in hits])) if hits else None)
@@ -565,7 +589,12 @@ def main(argv=None) -> None:
         results["stream"] = stream_summary(raw)
         results["stream_setup"] = STREAM
     if "speed" not in args.skip and want("speed"):
-        results["speed"] = run_speed(R, params)
+        path = cell_dir / "speed.json"          # cached like the cells (--rerun-speed to time it again)
+        if path.exists() and not args.rerun_speed:
+            results["speed"] = json.loads(path.read_text())
+        else:
+            results["speed"] = run_speed(R, params)
+            path.write_text(json.dumps(results["speed"], default=str))
     results["wall_s"] = time.time() - t_start
     results["targets"] = targets(results)
     out = HERE / "results.json" if args.only is None and not args.quick else WORK / "results_partial.json"
@@ -606,10 +635,24 @@ def targets(results: dict) -> dict:
         best_cal = max([p["power"] for p in peers.values() if p["calibrated"]], default=None)
         best_any = max([p["power"] for p in peers.values()], default=None)
         vs_peer[k] = {"driftkeel": ours, "best_calibrated_peer": best_cal, "best_peer_any": best_any,
-                      "meets_best_calibrated": best_cal is None or ours >= best_cal}
+                      "best_calibrated_peer_name": max([m for m, p in peers.items() if p["calibrated"]],
+                                                       key=lambda m: peers[m]["power"], default=None),
+                      "meets_best_calibrated": best_cal is None or ours >= best_cal,
+                      "paired_vs_mmd_perm": c.get("paired_vs_mmd_perm")}
     cov500 = {k: v for k, v in power.items() if k.endswith("_500") and (k.startswith("sim_covariate") or
                                                                          k.startswith("real_"))}
+    far_ci, k_all, n_all = {}, 0, 0
+    for k, c in cells.items():
+        if c["truth"]:
+            continue
+        dk = c["methods"]["driftkeel"]
+        kk = int(round(dk["alarm_rate"] * dk["n_windows"]))
+        far_ci[k] = {"alarms": kk, "windows": dk["n_windows"], "ci95": clopper_pearson(kk, dk["n_windows"])}
+        k_all, n_all = k_all + kk, n_all + dk["n_windows"]
     out = {"false_alarm_rate": far, "false_alarm_ok": all(v <= 0.05 for v in far.values()),
+           "false_alarm_ci95": far_ci,
+           "false_alarm_pooled": {"alarms": k_all, "windows": n_all, "rate": k_all / n_all if n_all else None,
+                                  "ci95": clopper_pearson(k_all, n_all) if n_all else None},
            "power": power, "vs_peers": vs_peer, "covariate_power_at_500": cov500,
            "ten_percent_mix_at_500": {k: power[k] for k in ("real_gsm8k_10_500", "real_hh_10_500") if k in power}}
     if "speed" in results:

@@ -168,7 +168,10 @@ class Embedder:
         self.n_cached += len(unique) - len(missing)
         # embed in slices and store each slice at once, so an interrupted run keeps its progress
         step = max(self.batch_size * 8, 256)
-        for start in range(0, len(missing), step):
+        from driftkeel.progress import bar
+
+        starts = range(0, len(missing), step)
+        for start in bar(starts, f"embed ({self.backend}, {len(missing)} texts)", total=len(starts), unit="slice"):
             chunk = missing[start:start + step]
             vecs = self._compute([unique[k] for k in chunk])
             new = list(zip(chunk, vecs))

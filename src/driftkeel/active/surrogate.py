@@ -56,7 +56,9 @@ class BradleyTerrySurrogate:
             raise ValueError("labels must be 0/1 (1 = response a preferred)")
         rng = np.random.default_rng(self.seed)
         self.members = []
-        for m in range(self.n_members):
+        from driftkeel.progress import bar
+
+        for m in bar(range(self.n_members), "surrogate ensemble", total=self.n_members, unit="member"):
             idx = np.arange(len(y)) if m == 0 else rng.integers(0, len(y), size=len(y))
             Xs = np.vstack([X[idx], -X[idx]])
             ys = np.concatenate([y[idx], 1 - y[idx]])

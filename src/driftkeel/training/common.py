@@ -9,6 +9,7 @@ from typing import Iterator
 
 import torch
 
+from driftkeel.progress import enabled as progress_enabled
 from driftkeel.training.models import use_bf16
 
 _ENV = {
@@ -37,7 +38,8 @@ def quiet_offline_env() -> None:
     import transformers
 
     transformers.logging.set_verbosity_error()
-    transformers.utils.logging.disable_progress_bar()
+    if not progress_enabled():
+        transformers.utils.logging.disable_progress_bar()
     datasets.disable_progress_bars()
     datasets.logging.set_verbosity_error()
 
@@ -71,7 +73,7 @@ def base_args(output_dir: Path, *, seed: int, learning_rate: float, batch_size: 
         logging_first_step=True,
         **hf_save_args(steps, checkpoint_every),
         report_to="none",
-        disable_tqdm=True,
+        disable_tqdm=not progress_enabled(),
         bf16=use_bf16(),
         fp16=False,
         activation_checkpointing=False,

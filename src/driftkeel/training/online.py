@@ -19,6 +19,7 @@ from typing import Sequence
 import numpy as np
 import torch
 
+from driftkeel.progress import enabled as progress_enabled
 from driftkeel.config import CommonParams, PpoParams, RlParams
 from driftkeel.training import checkpoints as ckpt
 from driftkeel.training.common import (
@@ -102,7 +103,7 @@ def train_online(policy_dir: str | Path, reward_dir, prompts: Sequence[str], out
         gradient_accumulation_steps=1, num_generations=rl.num_generations, max_steps=total_steps,
         max_completion_length=params.response_length, temperature=params.temperature, top_k=0, top_p=1.0,
         beta=params.kl_coef, lr_scheduler_type="linear", warmup_steps=0, logging_steps=1,
-        **ckpt.hf_save_args(total_steps, params.checkpoint_every), report_to="none", disable_tqdm=True,
+        **ckpt.hf_save_args(total_steps, params.checkpoint_every), report_to="none", disable_tqdm=not progress_enabled(),
         bf16=use_bf16(), fp16=False, dataloader_num_workers=0, log_completions=False,
         activation_checkpointing=False, dataloader_pin_memory=torch.cuda.is_available(),
     )

@@ -20,6 +20,7 @@ from typing import Sequence
 import numpy as np
 import torch
 
+from driftkeel.progress import enabled as progress_enabled
 from driftkeel.config import CommonParams, PpoParams, RlParams
 from driftkeel.io import atomic_dir
 from driftkeel.training import checkpoints as ckpt
@@ -205,7 +206,9 @@ def train_ppo(policy_dir: str | Path, reward_dir, prompts: Sequence[str], out_di
     trainer_cls = _RoundTrainer.get()
     seconds = 0.0
     n_rounds = math.ceil(total_updates / every)
-    for rnd in range(state["round"], n_rounds):
+    from driftkeel.progress import bar
+
+    for rnd in bar(range(state["round"], n_rounds), "ppo rounds", total=n_rounds - state["round"], unit="round"):
         updates = min(every, total_updates - rnd * every)
         set_seed(common.seed + rnd)
         args = PPOConfig(
@@ -215,7 +218,7 @@ def train_ppo(policy_dir: str | Path, reward_dir, prompts: Sequence[str], out_di
             num_ppo_epochs=params.ppo_epochs, kl_coef=params.kl_coef, response_length=params.response_length,
             temperature=params.temperature, stop_token="eos", missing_eos_penalty=params.missing_eos_penalty,
             local_rollout_forward_batch_size=max(params.batch_size, 16), num_sample_generations=0,
-            save_strategy="no", report_to="none", logging_steps=1, disable_tqdm=True, bf16=use_bf16(),
+            save_strategy="no", report_to="none", logging_steps=1, disable_tqdm=not progress_enabled(), bf16=use_bf16(),
             fp16=False, activation_checkpointing=False, dataloader_pin_memory=torch.cuda.is_available(),
         )
         with warnings.catch_warnings():  # TRL's PPO wrapper reads a deprecated transformers attribute
