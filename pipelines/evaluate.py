@@ -8,6 +8,7 @@ and against the champion reward model (new-slice drop, forgetting on the pre-dri
 reward and win rate against the champion policy (or the SFT model when there is none) under the new
 reward model, and under the simulator's true utility when data/ground_truth/ exists (ORACLE, labelled).
 Reads `common`, `evaluate` and `register.{policy,reward}_model_name` (whose champions are the baseline).
+Also the reward model's agreement with the human consensus per stream batch (plots/reward_by_batch.csv).
 Writes outputs/evaluate/{verdict.json, metrics.json, samples.jsonl, plots/}.
 """
 from __future__ import annotations
@@ -17,8 +18,8 @@ from pipelines._stage import stage
 import pandas as pd
 
 from driftkeel.config import parse_section, read_params
-from driftkeel.evaluation.evaluate import run_evaluation
-from driftkeel.io import write_csv, write_json, write_jsonl
+from driftkeel.evaluation.evaluate import accuracy_by_batch, run_evaluation
+from driftkeel.io import read_jsonl, write_csv, write_json, write_jsonl
 from driftkeel.registry.tracking import stage_run
 
 
@@ -42,6 +43,12 @@ def main() -> dict:
         write_csv(out / "plots" / "policy_reward.csv", pd.DataFrame(
             [{"prompt_id": s["prompt_id"], "slice": s["slice"], "baseline_reward": s["baseline_reward"],
               "challenger_reward": s["challenger_reward"]} for s in result.samples]))
+        consensus_path = st.outputs / "aggregate" / "consensus.parquet"
+        if consensus_path.exists():  # reward accuracy per stream batch against the human consensus
+            train = read_jsonl(st.outputs / "mix" / "train.jsonl") if (st.outputs / "mix" / "train.jsonl").exists() else []
+            write_csv(out / "plots" / "reward_by_batch.csv", accuracy_by_batch(
+                models / "reward" / "model", pd.read_parquet(consensus_path),
+                {int(r["batch"]) for r in train if r.get("batch") is not None}))
         write_jsonl(out / "samples.jsonl", result.samples)
         write_json(out / "metrics.json", result.metrics)
         write_json(out / "verdict.json", result.verdict)

@@ -8,7 +8,8 @@ pool pair with `select.strategy` (bald | variance | least_confidence | margin | 
 the drift prior (clusters outputs/drift/report.json flagged as new or grown) and queues a batch of
 `select.k` (diversity `select.diversity`, no near-duplicates) for annotation, each with its reason.
 Writes queue.jsonl (+ the Label Studio and Argilla imports), quarantine.jsonl (pool rows
-not used, with the reason), metrics.json, notes.json and plots/uncertainty.csv; logs them to MLflow.
+not used, with the reason), metrics.json, notes.json, plots/uncertainty.csv and plots/label_budget.csv (the
+surrogate's held-out accuracy vs labels used: the label-budget curve); logs them to MLflow.
 """
 from __future__ import annotations
 
@@ -44,6 +45,9 @@ def main() -> dict:
     exports = write_exports(out, sel.queue, {"jsonl", "label_studio", "argilla"})
     write_jsonl(out / "quarantine.jsonl", sel.quarantine)
     write_csv(out / "plots" / "uncertainty.csv", sel.scores)
+    write_csv(out / "plots" / "label_budget.csv",
+              pd.DataFrame(sel.budget_curve, columns=["labels", "heldout_accuracy", "n_heldout",
+                                                      "heldout_accuracy_new", "n_heldout_new"]))
     write_json(out / "metrics.json", metrics)
     write_json(out / "notes.json", {"notes": sel.notes + ([f"{n_bad} pool line(s) are not valid JSON (skipped)"]
                                                           if n_bad else []),

@@ -80,3 +80,23 @@ def test_temperature_recovers_overconfidence():
     assert t == pytest.approx(2.0, rel=0.1)
     assert expected_calibration_error(1 / (1 + np.exp(-z)), y) < 0.02
     assert expected_calibration_error(np.array([1.0, 1.0]), np.array([0, 0])) == pytest.approx(1.0)
+
+
+def test_label_budget_curve_on_a_separable_problem():
+    import numpy as np
+
+    from driftkeel.active.selection import budget_curve
+
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(400, 8))
+    y = (X[:, 0] > 0).astype(int)                        # the preference depends on feature 0 only
+    held = np.zeros(400, dtype=bool)
+    held[:100] = True
+    new = np.zeros(400, dtype=bool)
+    new[:50] = True
+    rows = budget_curve(X, y, np.ones(400), held, new, seed=0)
+    labels = [r["labels"] for r in rows]
+    assert labels == sorted(set(labels)) and labels[0] == 15 and labels[-1] == 300
+    assert all(r["n_heldout"] == 100 and r["n_heldout_new"] == 50 for r in rows)
+    assert rows[-1]["heldout_accuracy"] >= 0.9 and rows[-1]["heldout_accuracy_new"] >= 0.85
+    assert budget_curve(X, y, np.ones(400), held, None, seed=0)[0]["heldout_accuracy_new"] is None

@@ -196,3 +196,28 @@ def test_gate_thresholds_come_from_params(eval_project):
     assert verdict["passed"] is all(c["passed"] for c in checks.values())
     assert verdict["thresholds"]["min_policy_win_rate"] == 1.0
     assert verdict["baseline"]["source"] == "sft" and verdict["champion_reward"] is None
+
+
+def test_reward_accuracy_by_batch_against_the_consensus(eval_project):
+    import pandas as pd
+
+    from driftkeel.evaluation.evaluate import accuracy_by_batch
+
+    reward = load_reward(eval_project / "outputs" / "reward" / "model")
+    pairs = load_eval_pairs(eval_project / "data" / "eval" / "pairs.jsonl").head(6).reset_index(drop=True)
+    chosen, rejected = score_pairs(reward, pairs)
+    rows = []
+    for i, p in pairs.iterrows():  # consensus "a" = the eval pair's chosen in batch 0; flipped sides in batch 1
+        rows.append({"batch": 0, "label": "a", "is_golden": False, "prompt": p["prompt"],
+                     "response_a": p["chosen"], "response_b": p["rejected"]})
+        rows.append({"batch": 1, "label": "b", "is_golden": False, "prompt": p["prompt"],
+                     "response_a": p["rejected"], "response_b": p["chosen"]})
+    rows.append({"batch": 1, "label": "tie", "is_golden": False, "prompt": "x", "response_a": "y", "response_b": "z"})
+    rows.append({"batch": 2, "label": "a", "is_golden": True, "prompt": "x", "response_a": "y", "response_b": "z"})
+    table = accuracy_by_batch(reward, pd.DataFrame(rows), train_batches={0})
+    expected = pairwise_accuracy(chosen, rejected)
+    assert table["batch"].tolist() == [0, 1]          # the tie and the golden item are left out
+    assert table["n"].tolist() == [6, 6]
+    assert table["accuracy"].tolist() == [expected, expected]  # the same pairs, sides swapped: same accuracy
+    assert table["in_training"].tolist() == [True, False]
+    assert accuracy_by_batch(reward, pd.DataFrame(rows[-2:])).empty

@@ -41,6 +41,7 @@ class Selection:
     queue: list[dict]
     scores: pd.DataFrame
     metrics: dict
+    budget_curve: list[dict] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
     quarantine: list[dict] = field(default_factory=list)
 
@@ -112,6 +113,34 @@ def _auroc(score: np.ndarray, positive: np.ndarray) -> float | None:
     return float((r[: len(pos)].sum() - len(pos) * (len(pos) + 1) / 2) / (len(pos) * len(neg)))
 
 
+BUDGET_FRACTIONS = (0.05, 0.1, 0.2, 0.35, 0.5, 0.75, 1.0)
+
+
+def budget_curve(X: np.ndarray, y: np.ndarray, w: np.ndarray, held_out: np.ndarray, new: np.ndarray | None,
+                 seed: int, fractions=BUDGET_FRACTIONS) -> list[dict]:
+    """The label-budget curve: held-out accuracy of a one-member surrogate trained on the first n of the
+    training labels in a seeded random order, for growing n (``labels``); ``heldout_accuracy_new`` on
+    the held-out pairs of the newest batch. A curve still rising at its end says more labels of this
+    kind pay; a flat one says they do not (buy different ones: the drift prior, the acquisition)."""
+    train = np.random.default_rng(seed).permutation(np.flatnonzero(~held_out))
+    rows: dict[int, dict] = {}
+    for frac in fractions:
+        n = min(len(train), max(10, int(round(frac * len(train)))))
+        idx = train[:n]
+        if n in rows or len(set(y[idx].tolist())) < 2:
+            continue
+        pred = (BradleyTerrySurrogate(n_members=1, seed=seed).fit(X[idx], y[idx], w[idx])
+                .predict_proba(X[held_out]) >= 0.5).astype(int)
+        row = {"labels": int(n), "heldout_accuracy": float(np.mean(pred == y[held_out])),
+               "n_heldout": int(held_out.sum()), "heldout_accuracy_new": None, "n_heldout_new": 0}
+        if new is not None and (held_out & new).any():
+            on_new = new[held_out]
+            row["heldout_accuracy_new"] = float(np.mean(pred[on_new] == y[held_out][on_new]))
+            row["n_heldout_new"] = int(on_new.sum())
+        rows[n] = row
+    return list(rows.values())
+
+
 def fit_surrogate(consensus: pd.DataFrame | None, embedder: Embedder, n_members: int, seed: int,
                   min_labels: int = 10, calibrate: bool = True) -> tuple[BradleyTerrySurrogate | None, dict]:
     """Fit on consensus labels; returns (model or None, info with held-out accuracy and calibration)."""
@@ -143,6 +172,8 @@ def fit_surrogate(consensus: pd.DataFrame | None, embedder: Embedder, n_members:
             info["heldout_ece_calibrated"] = expected_calibration_error(m.predict_proba(X[te]), y[te])
         wrong = (m.predict_proba(X[te]) >= 0.5).astype(int) != y[te]
         info["disagreement_error_auroc"] = _auroc(bald(m.member_proba(X[te])), wrong) if n_members > 1 else None
+        new = (lab["batch"] == lab["batch"].max()).to_numpy() if "batch" in lab.columns else None
+        info["budget_curve"] = budget_curve(X, y, w, te, new, seed)
     info["temperature"] = temperature
     model = BradleyTerrySurrogate(n_members=n_members, seed=seed).fit(X, y, w)
     model.temperature = temperature
@@ -265,4 +296,5 @@ def select(pool_rows: list, consensus: pd.DataFrame | None, params: SelectParams
         "n_selected_drift_boosted": int((prior.weights[chosen] > 1).sum()) if len(chosen) else 0,
         "n_near_duplicates_skipped": int(batch.n_near_duplicates),
     }
-    return Selection(queue=queue, scores=scores_df, metrics=metrics, notes=notes, quarantine=quarantine)
+    return Selection(queue=queue, scores=scores_df, metrics=metrics, notes=notes, quarantine=quarantine,
+                     budget_curve=info.get("budget_curve", []))

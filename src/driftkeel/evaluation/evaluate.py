@@ -286,3 +286,28 @@ def run_evaluation(*, params: EvaluateParams, reward_dir: str | Path, challenger
         samples.append(sample)
     return EvaluationResult(metrics=metrics, verdict=verdict, slice_table=slice_table, samples=samples,
                             policy_table=policy_table)
+
+
+def accuracy_by_batch(reward, consensus: pd.DataFrame, train_batches: set[int] | None = None,
+                      batch_size: int = 32) -> pd.DataFrame:
+    """The reward model's agreement with the human consensus per stream batch (pairs whose consensus is
+    `a` or `b`; ties and golden items left out): the "reward accuracy per batch" curve of `dvc plots`.
+    Batches in the training mix are flagged ``in_training`` (their accuracy is in-sample)."""
+    cols = ["batch", "accuracy", "n", "in_training"]
+    lab = consensus[consensus["label"].isin(["a", "b"])]
+    if "is_golden" in lab.columns:
+        lab = lab[~lab["is_golden"].astype(bool)]
+    lab = lab.dropna(subset=["prompt", "response_a", "response_b", "batch"])
+    if lab.empty:
+        return pd.DataFrame(columns=cols)
+    chosen = np.where(lab["label"] == "a", lab["response_a"], lab["response_b"])
+    rejected = np.where(lab["label"] == "a", lab["response_b"], lab["response_a"])
+    pairs = pd.DataFrame({"prompt": lab["prompt"].astype(str).to_numpy(), "chosen": chosen.astype(str),
+                          "rejected": rejected.astype(str)})
+    c, r = score_pairs(reward, pairs, batch_size=batch_size)
+    outcome = np.where(c > r, 1.0, np.where(c == r, 0.5, 0.0))  # ties count half, as in reward_accuracy
+    frame = pd.DataFrame({"batch": lab["batch"].astype(int).to_numpy(), "ok": outcome})
+    table = frame.groupby("batch")["ok"].agg(["mean", "size"]).reset_index()
+    table.columns = ["batch", "accuracy", "n"]
+    table["in_training"] = table["batch"].isin(train_batches or set())
+    return table[cols]
