@@ -165,7 +165,10 @@ def stage(name: str, root: str | Path | None = None) -> Stage:
     except UnsafePath as exc:
         raise SystemExit(f"{name}: common.{key} must stay inside the project: {exc}") from None
     st = Stage(name=name, root=root, common=common, params=params)
-    if _is_stage_process(name) and os.environ.get("DRIFTKEEL_LOCK", "1") != "0":
+    # under `accelerate launch` / `torchrun` every rank runs the stage: the launch holds the lock once,
+    # through its main process (rank 0); the other ranks are the same run, not a second one
+    main_rank = int(os.environ.get("RANK", "0") or 0) == 0
+    if _is_stage_process(name) and main_rank and os.environ.get("DRIFTKEEL_LOCK", "1") != "0":
         acquire_project_lock(root, st.outputs, name)
         removed = sweep_leftovers(st.outputs / name)
         if removed:

@@ -121,6 +121,10 @@ from driftkeel.active.cli import labels_app  # noqa: E402
 
 app.add_typer(labels_app, name="labels")  # driftkeel labels export | driftkeel labels import FILE
 
+from driftkeel.registry.spool import mlflow_sync_command  # noqa: E402
+
+app.command("mlflow-sync")(mlflow_sync_command)  # driftkeel mlflow-sync [--root PATH]
+
 
 if __name__ == "__main__":
     app()

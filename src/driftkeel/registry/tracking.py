@@ -9,6 +9,13 @@ Every run is tagged with the git commit and the DVC hash of `data/`.
 unreachable or unwritable tracking store fails the stage in seconds with a clear message, never after
 training. Params logged to MLflow pass through :func:`driftkeel.security.redact` (secrets never reach
 the store).
+
+If the store goes down *after* the pre-flight (mid-stage, while the results are logged),
+:func:`stage_run` does not fail the stage: its logging goes to a local spool
+(``<outputs_dir>/.mlflow-spool/``, :mod:`driftkeel.registry.spool`) with a WARNING, the stage finishes
+and DVC records it; ``driftkeel mlflow-sync`` (or the next stage that reaches the store) replays the
+spool into the same run structure. The ``register`` stage never spools: it fails with
+:class:`TrackingUnavailable`.
 """
 from __future__ import annotations
 
@@ -17,9 +24,11 @@ import hashlib
 import os
 import sqlite3
 import subprocess
+import sys
 import urllib.error
 import urllib.request
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import Iterator
 from urllib.parse import urlsplit, unquote
@@ -181,35 +190,169 @@ def configure(root: Path, common: CommonParams):
     return exp_id
 
 
+# stages that must not spool: register needs the registry itself, so an outage fails it clearly
+NO_SPOOL_STAGES = frozenset({"register"})
+# MlflowException codes that mean "this request is wrong", not "the store is unavailable"
+_CLIENT_ERROR_CODES = frozenset({"INVALID_PARAMETER_VALUE", "RESOURCE_ALREADY_EXISTS", "INVALID_STATE",
+                                 "MALFORMED_REQUEST", "RESOURCE_CONFLICT", "BAD_REQUEST"})
+
+
+def is_store_error(exc: BaseException) -> bool:
+    """True for errors meaning the tracking store cannot be reached or written (connection refused,
+    timeouts, 5xx, SQLite/SQLAlchemy operational errors, file-system errors of the artifact store), not
+    for mistakes in the request (changing a logged param, a bad metric)."""
+    import sqlite3 as _sqlite3
+
+    from mlflow.exceptions import MlflowException
+
+    if isinstance(exc, (TrackingUnavailable, OSError, _sqlite3.Error)):
+        return True
+    with contextlib.suppress(ImportError):
+        import requests
+        import sqlalchemy.exc
+
+        if isinstance(exc, requests.exceptions.RequestException):
+            return True
+        if isinstance(exc, sqlalchemy.exc.SQLAlchemyError):
+            return not isinstance(exc, sqlalchemy.exc.IntegrityError)
+    if isinstance(exc, MlflowException):
+        if exc.error_code not in _CLIENT_ERROR_CODES:
+            return True
+        cause = exc.__cause__  # the SQL store wraps e.g. "file is not a database" as BAD_REQUEST
+        return cause is not None and cause is not exc and is_store_error(cause)
+    return False
+
+
+def safe_error_text(exc: BaseException, limit: int = 500) -> str:
+    """One line about `exc` with URL passwords and secret environment values masked."""
+    from driftkeel.security import redact_text
+
+    text = " ".join(f"{type(exc).__name__}: {exc}".split())
+    return redact_text(text)[:limit]
+
+
+def find_or_create_parent(client, exp_id: str, key: str, tags: dict) -> str:
+    """The pipeline's parent run (tag ``driftkeel.pipeline_key`` = `key`), created when missing."""
+    found = client.search_runs([exp_id], filter_string=f"tags.`driftkeel.pipeline_key` = '{key}' "
+                               "and tags.`driftkeel.kind` = 'pipeline'", max_results=1)
+    if found:
+        return found[0].info.run_id
+    parent = client.create_run(exp_id, run_name=f"pipeline-{key[:8]}", tags={**tags, "driftkeel.kind": "pipeline"})
+    client.set_terminated(parent.info.run_id, "FINISHED")
+    return parent.info.run_id
+
+
 @dataclass
 class StageRun:
-    run_id: str
-    parent_run_id: str
+    """The stage's MLflow run. Every logging call is also journaled; when the store fails with a store
+    error (see :func:`is_store_error`) the run goes *offline*: that call and all later ones are kept
+    (artifacts copied) for the spool that :func:`stage_run` writes at the end, unless the stage may not
+    spool (``register``), which then fails with :class:`TrackingUnavailable`."""
+    run_id: str | None
+    parent_run_id: str | None
     tags: dict
+    stage: str = ""
+    spool_dir: Path | None = None  # None: spooling not allowed
+    offline_reason: str | None = None
+    ops: list = field(default_factory=list)
+    _entry: Path | None = None
+
+    @property
+    def offline(self) -> bool:
+        return self.offline_reason is not None
+
+    def go_offline(self, exc: BaseException) -> None:
+        if self.spool_dir is None:
+            raise TrackingUnavailable(
+                f"MLflow tracking store became unavailable during stage {self.stage!r} ({safe_error_text(exc)}). "
+                "This stage needs the store and does not spool; fix the store, then re-run it.") from exc
+        if self.offline_reason is None:
+            from driftkeel.registry import spool
+
+            self.offline_reason = safe_error_text(exc)
+            self._entry = spool.new_entry(self.spool_dir, self.stage)
+
+    def _record(self, op: dict, call) -> None:
+        """Journal `op`; run `call` against the store unless offline; on a store error go offline."""
+        self.ops.append(op)
+        if not self.offline:
+            try:
+                call()
+                op["done"] = True
+                return
+            except Exception as exc:  # noqa: BLE001
+                if not is_store_error(exc):
+                    raise
+                self.go_offline(exc)
+        if op["op"] == "artifact":
+            from driftkeel.registry import spool
+
+            op["copy"] = spool.copy_artifact(self._entry, len(self.ops) - 1, Path(op["path"]))
+
+    def _client(self):
+        from mlflow.tracking import MlflowClient
+
+        return MlflowClient()
 
     def log_metrics(self, metrics: dict, step: int | None = None) -> None:
-        import mlflow
+        from mlflow.entities import Metric
 
         clean = {k: float(v) for k, v in metrics.items()
                  if isinstance(v, (int, float)) and not isinstance(v, bool)}
-        if clean:
-            mlflow.log_metrics(clean, step=step)
+        if not clean:
+            return
+        op = {"op": "metrics", "metrics": clean, "step": int(step or 0), "timestamp": _now_ms(), "done": False}
+        self._record(op, lambda: self._client().log_batch(
+            self.run_id, metrics=[Metric(k, v, op["timestamp"], op["step"]) for k, v in clean.items()]))
 
     def log_params(self, params: dict) -> None:
-        import mlflow
+        from mlflow.entities import Param
 
         from driftkeel.security import redact
 
-        mlflow.log_params({k: str(v)[:500] for k, v in redact(dict(params)).items()})
+        clean = {k: str(v)[:500] for k, v in redact(dict(params)).items()}
+        op = {"op": "params", "params": clean, "done": False}
+        self._record(op, lambda: self._client().log_batch(self.run_id, params=[Param(k, v) for k, v in clean.items()]))
+
+    def set_tags(self, tags: dict) -> None:
+        from mlflow.entities import RunTag
+
+        from driftkeel.security import redact
+
+        clean = {k: str(v)[:5000] for k, v in redact(dict(tags)).items()}
+        op = {"op": "tags", "tags": clean, "done": False}
+        self._record(op, lambda: self._client().log_batch(self.run_id, tags=[RunTag(k, v) for k, v in clean.items()]))
 
     def log_artifact(self, path: str | Path, artifact_path: str | None = None) -> None:
-        import mlflow
-
         p = Path(path)
+        if not p.exists():
+            return
+        op = {"op": "artifact", "path": str(p.resolve()), "artifact_path": artifact_path, "done": False}
         if p.is_dir():
-            mlflow.log_artifacts(str(p), artifact_path=artifact_path)
-        elif p.exists():
-            mlflow.log_artifact(str(p), artifact_path=artifact_path)
+            self._record(op, lambda: self._client().log_artifacts(self.run_id, str(p), artifact_path))
+        else:
+            self._record(op, lambda: self._client().log_artifact(self.run_id, str(p), artifact_path))
+
+    def write_spool(self, manifest: dict) -> Path:
+        from driftkeel.registry import spool
+
+        entry = spool.finish_entry(self._entry, {**manifest, "format": spool.FORMAT, "stage": self.stage,
+                                                 "run_id": self.run_id, "parent_run_id": self.parent_run_id,
+                                                 "error": self.offline_reason, "ops": self.ops})
+        self._entry = None
+        return entry
+
+    def discard_spool(self) -> None:
+        from driftkeel.registry import spool
+
+        spool.discard_entry(self._entry)
+        self._entry = None
+
+
+def _now_ms() -> int:
+    import time
+
+    return int(time.time() * 1000)
 
 
 def _flatten(prefix: str, obj, out: dict) -> None:
@@ -222,35 +365,83 @@ def _flatten(prefix: str, obj, out: dict) -> None:
         out[prefix] = obj
 
 
+def _spool_warning(stage: str, sr: StageRun, entry: Path) -> str:
+    n = {kind: sum(1 for op in sr.ops if op["op"] == kind and not op.get("done"))
+         for kind in ("params", "metrics", "artifact")}
+    return (f"WARNING: {stage}: the MLflow tracking store became unavailable while logging ({sr.offline_reason}). "
+            f"The stage itself finished and keeps its outputs; its MLflow logging ({n['params']} param batch(es), "
+            f"{n['metrics']} metric batch(es), {n['artifact']} artifact(s) not yet in the store) was saved to "
+            f"{entry}. Replay it with `driftkeel mlflow-sync` once the store is back (the next stage that "
+            "reaches the store also replays it).")
+
+
 @contextlib.contextmanager
 def stage_run(stage: str, root: Path, common: CommonParams, params=None) -> Iterator[StageRun]:
-    """Open the nested MLflow run of `stage` under this pipeline run's parent."""
+    """Open the nested MLflow run of `stage` under this pipeline run's parent.
+
+    If the store becomes unavailable after the pre-flight (while the block logs, or when the run is
+    opened or closed), the block still runs to the end and its logging goes to the local spool
+    (``<outputs_dir>/.mlflow-spool``, see :mod:`driftkeel.registry.spool`) with a WARNING; the stage
+    succeeds. Stages in ``NO_SPOOL_STAGES`` (register) fail with :class:`TrackingUnavailable` instead.
+    When the store answers, a non-empty spool is replayed first (best effort)."""
     import mlflow
     from mlflow.tracking import MlflowClient
 
+    from driftkeel.registry import spool
+    from driftkeel.security import redact, strip_url_password
+
     root = Path(root)
-    exp_id = configure(root, common)
+    may_spool = stage not in NO_SPOOL_STAGES
     commit = git_commit(root)
     data_hash = data_version(root, common.data_dir)
     key = pipeline_key(root, commit, data_hash)
     tags = {"driftkeel.git_commit": commit, "driftkeel.data_version": data_hash,
             "driftkeel.pipeline_key": key, "mlflow.source.git.commit": commit}
-    client = MlflowClient()
-    found = client.search_runs([exp_id], filter_string=f"tags.`driftkeel.pipeline_key` = '{key}' "
-                               "and tags.`driftkeel.kind` = 'pipeline'", max_results=1)
-    if found:
-        parent_id = found[0].info.run_id
-    else:
-        parent = client.create_run(exp_id, run_name=f"pipeline-{key[:8]}",
-                                   tags={**tags, "driftkeel.kind": "pipeline"})
-        parent_id = parent.info.run_id
-        client.set_terminated(parent_id, "FINISHED")
-    with mlflow.start_run(run_name=stage, parent_run_id=parent_id,
-                          tags={**tags, "driftkeel.kind": "stage", "driftkeel.stage": stage}) as run:
-        sr = StageRun(run_id=run.info.run_id, parent_run_id=parent_id, tags=tags)
+    run_tags = {**tags, "driftkeel.kind": "stage", "driftkeel.stage": stage}
+    sr = StageRun(run_id=None, parent_run_id=None, tags=tags, stage=stage,
+                  spool_dir=spool.spool_root(root, common) if may_spool else None)
+    start_ms, started = _now_ms(), False
+    try:
+        exp_id = configure(root, common)
+        spool.drain_best_effort(root, common)
+        parent_id = find_or_create_parent(MlflowClient(), exp_id, key, tags)
+        run = mlflow.start_run(run_name=stage, parent_run_id=parent_id, tags=run_tags)
+        started = True
+        sr.run_id, sr.parent_run_id = run.info.run_id, parent_id
+    except Exception as exc:  # noqa: BLE001
+        if not is_store_error(exc):
+            raise
+        sr.go_offline(exc)  # raises TrackingUnavailable for register
+    try:
         if params is not None:
             flat: dict = {}
             _flatten(stage, params, flat)
             _flatten("common", common, flat)
             sr.log_params(flat)
         yield sr
+    except BaseException as exc:
+        sr.discard_spool()  # the stage failed: DVC re-runs it, nothing to keep
+        if started:
+            with contextlib.suppress(Exception):
+                mlflow.end_run("FAILED")
+        if not may_spool and isinstance(exc, Exception) and not isinstance(exc, TrackingUnavailable) \
+                and is_store_error(exc):
+            raise TrackingUnavailable(
+                f"MLflow tracking store became unavailable during stage {stage!r} ({safe_error_text(exc)}). "
+                "This stage needs the store and does not spool; fix the store, then re-run it.") from exc
+        raise
+    if started:
+        try:
+            mlflow.end_run("FINISHED")  # pops the active run even when the store does not answer
+        except Exception as exc:  # noqa: BLE001
+            if not is_store_error(exc):
+                raise
+            sr.go_offline(exc)  # raises TrackingUnavailable for register
+    if sr.offline:
+        entry = sr.write_spool({
+            "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+            "tracking_uri": strip_url_password(tracking_uri(root, common)),
+            "experiment": common.mlflow.experiment, "pipeline_key": key,
+            "tags": redact(tags), "run_tags": redact(run_tags),
+            "start_time": start_ms, "end_time": _now_ms(), "status": "FINISHED", "replay_run_id": None})
+        print(_spool_warning(stage, sr, entry), file=sys.stderr, flush=True)

@@ -31,6 +31,7 @@ from driftkeel.training.common import (
     quiet,
     quiet_offline_env,
     wait_for_everyone,
+    world_size,
 )
 from driftkeel.training.lora import merged, peft_config
 from driftkeel.training.models import (
@@ -298,6 +299,7 @@ def train_reward(train_pairs: Sequence[dict], eval_pairs: Sequence[dict], init_p
     res = dict(results[0])
     metrics = dict(res["metrics"])
     metrics["ensemble_size"] = params.ensemble_size
+    metrics["n_processes"] = world_size()  # > 1 under accelerate launch / torchrun (data parallel)
     metrics["resumed_members"] = sum(r["metrics"]["resumed_from_step"] > 0 for r in results)
     metrics["train_seconds_all_members"] = sum(r["metrics"]["train_seconds"] for r in results)
     if eval_pairs:  # standardised member scores of the held-out pairs (already computed)

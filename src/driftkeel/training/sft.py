@@ -20,6 +20,7 @@ from driftkeel.training.common import (
     history,
     quiet,
     quiet_offline_env,
+    world_size,
 )
 from driftkeel.training.lora import merged, peft_config
 from driftkeel.training.models import (
@@ -107,6 +108,7 @@ def train_sft(demos: list[dict], tokenizer_texts: list[str], out_dir: str | Path
         "resumed_from_step": start_step,
         "params_changed_fraction": changed_fraction(before, trained),
         "n_parameters": sum(p.numel() for p in trained.parameters()),
+        "n_processes": world_size(),  # > 1 under accelerate launch / torchrun (data parallel)
     }
     return {"metrics": metrics, "history": history(log, "loss"), "model_dir": str(out_dir / "model")}
 
