@@ -76,10 +76,10 @@ def sharded_drift(reference_path: str, current_path: str, shard_size: int = 5000
     (Prefect caps a flow run's parameters at 512 kB), the texts travel to the workers with the tasks."""
     logger = get_run_logger()
     reference, current = read_texts(Path(reference_path)), read_texts(Path(current_path))
-    bounds = sharded.shard_bounds(len(current), shard_size)
-    ref = sharded.reference_sample(reference, max_window, seed)
+    plan = sharded.plan_drift(reference, len(current), shard_size=shard_size, max_window=max_window,
+                              n_permutations=n_permutations, alpha=alpha, seed=seed)
+    bounds, ref, n_permutations = plan["bounds"], plan["reference"], plan["n_permutations"]
     chunks = [current[s:e] for s, e in bounds]
-    n_permutations = sharded.permutations_for(n_permutations, alpha, len(bounds))
     logger.info("%d current prompts in %d shards of <= %d; reference sample %d", len(current), len(bounds),
                 shard_size, len(ref))
     t0 = time.perf_counter()

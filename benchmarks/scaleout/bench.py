@@ -7,7 +7,10 @@ phase 1 embeds every shard into the SQLite cache (the cached-embeddings path the
 phase 2 runs one drift test per shard (mean-embedding shift over the shard + MMD permutation test on a
 600-row subsample vs a 600-row reference sample, 800 permutations so that a shard can reach
 alpha / n_shards), Bonferroni across shards. A third run maps the same functions with distributed's
-Client.map (no Prefect) on the same kind of cluster, to separate Dask's cost from Prefect's.
+Client.map (no Prefect) on the same kind of cluster, to separate Dask's cost from Prefect's; a last step
+times no-op tasks both ways (Prefect's cost per task). All three engines take their plan (shards, reference
+sample, permutation count) from sharded.plan_drift; `same_result` compares only the deterministic fields
+(sharded.result_differences), never timings or cache hit counts. See README.md for the results.
 Embeddings: the hashing embedder (MiniLM encodes ~200 prompts/s on these 2 cores: 200k would take
 ~17 min per run). Writes results.json beside this file and prints a table.
 """
@@ -71,30 +74,74 @@ def start_server(home: Path) -> tuple[subprocess.Popen, str]:
     raise TimeoutError("prefect server did not start")
 
 
-def plain_dask(reference, current, cache, workers, kw) -> dict:
-    """The same shard functions on the same kind of cluster through distributed's Client.map, no Prefect:
-    separates Dask's own cost from Prefect's per-task orchestration cost."""
+def plain_dask(reference, current, cache, workers, kw, address: str | None = None) -> dict:
+    """The same shard functions and the same plan (`sharded.plan_drift`) on the same kind of cluster through
+    distributed's Client.map, no Prefect: separates Dask's own cost from Prefect's per-task orchestration
+    cost. `address`: use that running cluster instead of starting a local one."""
+    from contextlib import ExitStack
+
     from distributed import Client, LocalCluster
 
     from driftkeel.ops import sharded
 
-    bounds = sharded.shard_bounds(len(current), kw["shard_size"])
-    ref = sharded.reference_sample(reference, kw["max_window"], kw["seed"])
-    n_perm = sharded.permutations_for(kw["n_permutations"], kw["alpha"], len(bounds))
+    plan = sharded.plan_drift(reference, len(current), shard_size=kw["shard_size"], max_window=kw["max_window"],
+                              n_permutations=kw["n_permutations"], alpha=kw["alpha"], seed=kw["seed"])
+    bounds, ref = plan["bounds"], plan["reference"]
     t = time.perf_counter()
-    with LocalCluster(n_workers=workers, threads_per_worker=1, processes=True, dashboard_address=None) as cluster, \
-            Client(cluster) as client:
+    with ExitStack() as stack:
+        if address is None:
+            address = stack.enter_context(LocalCluster(n_workers=workers, threads_per_worker=1, processes=True,
+                                                       dashboard_address=None))
+        client = stack.enter_context(Client(address))
         t0 = time.perf_counter()
-        client.gather(client.map(sharded.embed_shard, [ref] + [current[s:e] for s, e in bounds],
-                                 backend=kw["backend"], cache_path=str(cache), pure=False))
+        counts = client.gather(client.map(sharded.embed_shard, [ref] + [current[s:e] for s, e in bounds],
+                                          backend=kw["backend"], cache_path=str(cache), pure=False))
         t1 = time.perf_counter()
         res = client.gather(client.map(sharded.drift_shard, list(range(len(bounds))),
                                        [current[s:e] for s, e in bounds], reference=ref, backend=kw["backend"],
                                        cache_path=str(cache), max_window=kw["max_window"],
-                                       n_permutations=n_perm, seed=kw["seed"], pure=False))
+                                       n_permutations=plan["n_permutations"], seed=kw["seed"], pure=False))
         t2 = time.perf_counter()
-    return {"wall_s": round(time.perf_counter() - t, 1), "embed": round(t1 - t0, 3), "drift": round(t2 - t1, 3),
-            "shards": sorted(res, key=lambda r: r["shard"])}
+    out = sharded.combine_drift(res, kw["alpha"])
+    out["embedding"] = {"computed": sum(c["computed"] for c in counts), "cached": sum(c["cached"] for c in counts)}
+    out["seconds"] = {"embed": round(t1 - t0, 3), "drift": round(t2 - t1, 3)}
+    out["wall_s"] = round(time.perf_counter() - t, 1)
+    return out
+
+
+def _noop(i: int) -> int:
+    return i
+
+
+def per_task_overhead(workers: int, n_tasks: int) -> dict:
+    """Seconds per trivial task: Prefect tasks on the DaskTaskRunner vs distributed's Client.map on the same
+    kind of local cluster (cluster start-up excluded from both; Prefect's first 2 tasks per worker, which
+    pay the worker's Prefect start-up, timed apart): what orchestration costs per task."""
+    from distributed import Client, LocalCluster
+    from prefect import flow, task
+
+    from flows.scaleout import on_dask
+
+    noop_task = task(_noop, name="noop", cache_policy=None)
+
+    @flow(name="scaleout-noop")
+    def noop_flow(n: int) -> tuple[float, float]:
+        t0 = time.perf_counter()
+        [f.result() for f in noop_task.map(list(range(2 * workers)))]  # first tasks on fresh workers
+        t1 = time.perf_counter()
+        [f.result() for f in noop_task.map(list(range(n)))]
+        return t1 - t0, time.perf_counter() - t1
+
+    warmup_s, prefect_s = on_dask(noop_flow, n_workers=workers)(n_tasks)
+    with LocalCluster(n_workers=workers, threads_per_worker=1, processes=True, dashboard_address=None) as cluster, \
+            Client(cluster) as client:
+        client.gather(client.map(_noop, list(range(workers)), pure=False))  # workers up
+        t0 = time.perf_counter()
+        client.gather(client.map(_noop, list(range(n_tasks)), pure=False))
+        dask_s = time.perf_counter() - t0
+    return {"n_tasks": n_tasks, "prefect_first_tasks_s": round(warmup_s, 2),
+            "prefect_s_per_task": round(prefect_s / n_tasks, 4),
+            "plain_dask_s_per_task": round(dask_s / n_tasks, 4)}
 
 
 def main() -> None:
@@ -134,10 +181,15 @@ def main() -> None:
         dask_wall = time.perf_counter() - t
         plain = plain_dask(reference, current, work / "plain.sqlite", args.workers, kw)
         load_after = os.getloadavg()
+        overhead = per_task_overhead(args.workers, 2 * serial["n_shards"] + 1)
     finally:
         server.kill()
         server.wait()
-    same = dask["shards"] == serial["shards"] == plain.pop("shards")
+    # deterministic fields only (per-shard statistics, p-values, decisions); timings and cache hit counts
+    # legitimately differ between engines
+    diff = {"prefect_dask_vs_single": sharded.result_differences(serial, dask),
+            "plain_dask_vs_single": sharded.result_differences(serial, plain)}
+    same = not any(diff.values())
     res = {
         "setup": {"n_current": args.n, "n_reference": args.reference, "shard_size": args.shard_size,
                   "n_shards": serial["n_shards"], "embedding": "hashing (384-d, signed feature hashing)",
@@ -150,11 +202,16 @@ def main() -> None:
         "single_process": {"wall_s": round(serial_wall, 1), **serial["seconds"]},
         "dask_2_workers": {"wall_s": round(dask_wall, 1), **dask["seconds"],
                            "overhead_s": round(dask_wall - sum(dask["seconds"].values()), 1)},
-        "plain_dask_2_workers_no_prefect": plain,
+        "plain_dask_2_workers_no_prefect": {"wall_s": plain["wall_s"], **plain["seconds"]},
         "speedup": {"wall": round(serial_wall / dask_wall, 2),
                     "embed": round(serial["seconds"]["embed"] / dask["seconds"]["embed"], 2),
                     "drift": round(serial["seconds"]["drift"] / dask["seconds"]["drift"], 2)},
+        "speedup_plain_dask": {"wall": round(serial_wall / plain["wall_s"], 2),
+                               "embed": round(serial["seconds"]["embed"] / plain["seconds"]["embed"], 2),
+                               "drift": round(serial["seconds"]["drift"] / plain["seconds"]["drift"], 2)},
         "same_result": same,
+        "differences": diff,
+        "per_task_overhead_noop": overhead,
         "result": {k: serial[k] for k in ("alarm", "n_shards_alarmed", "min_p_value", "alpha_per_shard")},
     }
     (HERE / "results.json").write_text(json.dumps(res, indent=2) + "\n")
@@ -162,7 +219,7 @@ def main() -> None:
     for name in ("single_process", "dask_2_workers"):  # prefect + DaskTaskRunner
         r = res[name]
         print(f"{name:16}{r['wall_s']:>9}{r['embed']:>9}{r['drift']:>9}")
-    print(f"{'plain dask':16}{plain['wall_s']:>9}{plain['embed']:>9}{plain['drift']:>9}")
+    print(f"{'plain dask':16}{plain['wall_s']:>9}{plain['seconds']['embed']:>9}{plain['seconds']['drift']:>9}")
     print(f"{'speedup (prefect+dask vs single)':16}{res['speedup']['wall']:>9}{res['speedup']['embed']:>9}"
           f"{res['speedup']['drift']:>9}")
     print(f"same per-shard results: {same}; alarm: {serial['alarm']} "

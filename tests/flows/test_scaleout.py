@@ -1,7 +1,9 @@
 """Scale-out: the sharded drift check and pool scoring as Prefect tasks on Prefect's DaskTaskRunner
 (a real 2-worker Dask cluster reached by address, the real Prefect server) give exactly the one-process
 answer. (`on_dask(..., n_workers=2)` without an address starts such a local cluster itself.)"""
+import importlib.util
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -29,6 +31,15 @@ def _prompts(n, topics, seed):
             for i in range(n)]
 
 
+def _bench_module():
+    """benchmarks/scaleout/bench.py under a unique module name (its plain-Dask engine is tested here)."""
+    path = Path(__file__).resolve().parents[2] / "benchmarks" / "scaleout" / "bench.py"
+    spec = importlib.util.spec_from_file_location("driftkeel_scaleout_bench", path)
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
 @pytest.fixture(scope="module")
 def cluster():
     """One local 2-worker Dask cluster for both flows; the flows reach it by address, like any cluster."""
@@ -47,6 +58,14 @@ def test_sharded_drift_and_scoring_on_dask_equal_one_process(prefect_server, clu
     ref_file, cur_file = _jsonl(tmp_path / "ref.jsonl", reference), _jsonl(tmp_path / "cur.jsonl", current)
     on = on_dask(sharded_drift, address=cluster)(ref_file, cur_file, cache_path=str(cache), **kw)
     assert on["shards"] == serial["shards"]  # identical per-shard statistics and p-values
+    assert sharded.result_differences(serial, on) == []
+    # the permutation count was raised for Bonferroni over the 3 shards, on every engine
+    assert [s["n_permutations"] for s in on["shards"]] == [sharded.permutations_for(99, 0.05, 3)] * 3 == [120] * 3
+    # the benchmark's third engine (distributed's Client.map, no Prefect) gives the same answer too: it
+    # once tested with the un-raised count (results.json "same_result": false)
+    plain = _bench_module().plain_dask(reference, current, tmp_path / "plain.sqlite", 2, kw, address=cluster)
+    assert sharded.result_differences(serial, plain) == []
+    assert plain["shards"] == serial["shards"]
     same = ("n_shards", "n", "alpha", "alpha_per_shard", "alarm", "n_shards_alarmed", "min_p_value", "mean_mmd2",
             "mean_shift")
     assert {k: on[k] for k in same} == {k: serial[k] for k in same}

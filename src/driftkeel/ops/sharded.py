@@ -3,7 +3,10 @@
 Any engine maps them over shards: a plain loop (one process), or Prefect tasks on Prefect's Dask task
 runner (flows/scaleout.py: a local Dask cluster or any cluster by address). Shard results do not depend
 on where or in which order they ran (each shard's seed is derived from its index), so the sharded
-answer is the same on every engine.
+answer is the same on every engine, provided every engine runs the same plan: `plan_drift` fixes the
+shards, the reference sample and the permutation count once, and each shard's result records the
+permutation count it used (an engine that tested with another count shows up as a different result,
+not as a silently different p-value).
 
 - embedding:  `embed_shard` fills the project's embedding cache (SQLite, `.cache/embeddings.sqlite`)
               and returns counts; later steps read vectors from the cache (the cached-embeddings path).
@@ -71,14 +74,43 @@ def drift_shard(shard: int, texts: Sequence[str], reference: Sequence[str], *, b
     ci, ri = sample_rows(len(cur), max_window, s), sample_rows(len(ref), max_window, s + 1)
     mmd = mmd_permutation_test(ref[ri], cur[ci], n_permutations=n_permutations, seed=s)
     shift = float(np.sum((cur.astype(np.float64).mean(0) - ref.astype(np.float64).mean(0)) ** 2))
-    return {"shard": shard, "n": len(texts), "n_tested": int(len(ci)), "mean_shift": shift,
-            "mmd2": mmd.mmd2, "p_value": mmd.p_value, "bandwidth": mmd.bandwidth}
+    return {"shard": shard, "n": len(texts), "n_tested": int(len(ci)), "n_permutations": int(n_permutations),
+            "mean_shift": shift, "mmd2": mmd.mmd2, "p_value": mmd.p_value, "bandwidth": mmd.bandwidth}
 
 
 def permutations_for(n_permutations: int, alpha: float, n_shards: int) -> int:
     """Enough permutations that a shard can reach p <= alpha / n_shards (else Bonferroni could never
     alarm: the smallest permutation p-value is 1 / (B + 1)); same rule as the drift stage's."""
     return max(int(n_permutations), int(np.ceil(2 * max(n_shards, 1) / alpha)))
+
+
+def plan_drift(reference: Sequence[str], n_current: int, *, shard_size: int, max_window: int = 600,
+               n_permutations: int = 200, alpha: float = 0.05, seed: int = 0) -> dict:
+    """What every engine must run identically: the shard bounds over the current window, the reference
+    sample every shard is compared with, and the permutation count raised for Bonferroni over the shards
+    ({"bounds", "reference", "n_permutations"}). Engines differ only in how they map the shard functions."""
+    bounds = shard_bounds(n_current, shard_size)
+    return {"bounds": bounds, "reference": reference_sample(reference, max_window, seed),
+            "n_permutations": permutations_for(n_permutations, alpha, len(bounds))}
+
+
+# the fields of a shard's result (and of the combined result) that are a function of the data and the
+# plan alone: equal on every engine, bit for bit (timings and cache hit counts are not among them)
+SHARD_FIELDS = ("shard", "n", "n_tested", "n_permutations", "mean_shift", "mmd2", "p_value", "bandwidth")
+DECISION_FIELDS = ("n_shards", "n", "alpha", "alpha_per_shard", "alarm", "n_shards_alarmed", "min_p_value",
+                   "mean_mmd2", "mean_shift")
+
+
+def result_differences(a: dict, b: dict) -> list[str]:
+    """Where two sharded drift results (`combine_drift` outputs) differ in deterministic fields:
+    ["alarm", "shard 3: p_value", ...]; [] when the same answer."""
+    out = [k for k in DECISION_FIELDS if a.get(k) != b.get(k)]
+    sa, sb = a.get("shards", []), b.get("shards", [])
+    if len(sa) != len(sb):
+        return out + [f"shards: {len(sa)} vs {len(sb)}"]
+    for x, y in zip(sa, sb):
+        out += [f"shard {x.get('shard')}: {k}" for k in SHARD_FIELDS if x.get(k) != y.get(k)]
+    return out
 
 
 def combine_drift(results: list[dict], alpha: float = 0.05) -> dict:
@@ -128,9 +160,9 @@ def drift_check_serial(reference: Sequence[str], current: Sequence[str], *, shar
     """The sharded drift check in this process, shard after shard (the engine-free baseline)."""
     import time
 
-    bounds = shard_bounds(len(current), shard_size)
-    ref = reference_sample(reference, max_window, seed)
-    n_permutations = permutations_for(n_permutations, alpha, len(bounds))
+    plan = plan_drift(reference, len(current), shard_size=shard_size, max_window=max_window,
+                      n_permutations=n_permutations, alpha=alpha, seed=seed)
+    bounds, ref, n_permutations = plan["bounds"], plan["reference"], plan["n_permutations"]
     t0 = time.perf_counter()
     counts = [embed_shard(ref, backend, cache_path)]
     counts += [embed_shard(current[s:e], backend, cache_path) for s, e in bounds]
