@@ -16,9 +16,14 @@ os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
 
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parent
-SHARED_DATA = REPO.parent / "shared" / "data"
 if str(HERE) not in sys.path:
-    sys.path.insert(0, str(HERE))  # shared test helpers (summary_lines)
+    sys.path.insert(0, str(HERE))  # shared test helpers (summary_lines, shared_data)
+
+from shared_data import shared_data_dir  # noqa: E402
+
+SHARED_DATA = shared_data_dir() or REPO.parent / "shared" / "data"
+if shared_data_dir() is not None:  # benchmarks and subprocesses find it too
+    os.environ.setdefault("DRIFTKEEL_SHARED_DATA", str(shared_data_dir()))
 
 # Under pytest-xdist (`-n 2` in scripts/test.sh) each worker gets its own Prefect home (its own
 # ephemeral API database) and one math thread, so two workers share the two cores instead of
@@ -56,11 +61,15 @@ def _isolate_mlflow_uris():
     """`mlflow.set_tracking_uri` (called by the stage code run in-process) also sets
     MLFLOW_TRACKING_URI in os.environ; without this, the next test would talk to the previous
     test's store."""
-    saved = {k: os.environ.get(k) for k in ("MLFLOW_TRACKING_URI", "MLFLOW_REGISTRY_URI")}
+    saved = {k: os.environ.get(k) for k in ("MLFLOW_TRACKING_URI", "MLFLOW_REGISTRY_URI", "MLFLOW_EXPERIMENT_ID",
+                                            "MLFLOW_EXPERIMENT_NAME")}
     yield
     track = sys.modules.get("mlflow.tracking._tracking_service.utils")
     if track is not None and getattr(track, "_tracking_uri", None) is not None:
         track._tracking_uri = None
+    fluent = sys.modules.get("mlflow.tracking.fluent")
+    if fluent is not None and getattr(fluent, "_active_experiment_id", None) is not None:
+        fluent._active_experiment_id = None
     reg = sys.modules.get("mlflow.tracking._model_registry.utils")
     if reg is not None and getattr(reg, "_registry_uri", None) is not None:
         reg._registry_uri = None

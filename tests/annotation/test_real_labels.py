@@ -9,10 +9,11 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+from shared_data import shared_path
 
 from driftkeel.annotation import annotator_table, consensus, ds_consensus
 
-RTE = Path(__file__).resolve().parents[3] / "shared" / "data" / "annotation" / "rte"
+RTE = shared_path("annotation", "rte")
 pytestmark = pytest.mark.skipif(not (RTE / "labels.csv").exists(), reason="shared RTE data not present")
 MAP = {"0": "a", "1": "b"}
 

@@ -3,10 +3,11 @@ import json
 from pathlib import Path
 
 import pytest
+from shared_data import shared_path
 
 from driftkeel.data.loaders import load_hh_dialogues, split_dialogue
 
-SHARED_DATA = Path(__file__).resolve().parents[3] / "shared" / "data"
+SHARED_DATA = shared_path()
 
 HH = SHARED_DATA / "hh_harmless_sample.jsonl"
 

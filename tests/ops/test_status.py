@@ -72,7 +72,7 @@ def test_status_shows_champion_and_challenger_from_the_registry(project):
     lines = res.output.splitlines()
     assert lines[0].startswith(f"project   {project.name}")
     assert "4 batches (last batch_003.jsonl)" in lines[1] and "data.dvc NOT committed" in lines[1]
-    assert "model     driftkeel-policy: champion v2  challenger v3  latest v3" in lines
+    assert "model     driftkeel-policy: champion v2  challenger v3  latest v3" in lines, res.output
     assert "model     driftkeel-reward: champion v2  challenger v3  latest v3" in lines
     assert any(x.startswith("drift     retrain-reward on batch 2 (signals: label)") for x in lines)
     assert lines[-1] == "queues    labeling 7  review 2  inbox 1 waiting, 1 rejected"

@@ -6,6 +6,8 @@ A real MLflow tracking server (MLflow's own Flask app over a SQLite store) runs 
 then started again on the same port."""
 from __future__ import annotations
 
+import os
+
 import socket
 import threading
 from pathlib import Path
@@ -70,12 +72,19 @@ class Server:
 def server(tmp_path_factory):
     from mlflow.server import handlers
 
+    saved = {k: v for k, v in os.environ.items() if k.startswith("MLFLOW_")}
     base = tmp_path_factory.mktemp("mlflow-server")
     srv = Server(f"sqlite:///{base / 'mlflow.db'}", base / "served-artifacts")
     srv.start()
     yield srv
     srv.stop()
     handlers._tracking_store = None
+    # the in-process server sets MLFLOW_TRACKING_URI (its store) and MLFLOW_EXPERIMENT_ID in os.environ:
+    # leave the environment as it was for the tests that run after this module in the same process
+    for k in [k for k in os.environ if k.startswith("MLFLOW_")]:
+        if k not in saved:
+            del os.environ[k]
+    os.environ.update(saved)
 
 
 @pytest.fixture
