@@ -18,7 +18,7 @@ Checked for every example:
 - every clean row satisfies the contract, re-checked here without Great Expectations.
 
 Bounded: ``DRIFTKEEL_PBT_EXAMPLES`` examples (default 30) within ``DRIFTKEEL_PBT_BUDGET_S`` seconds
-(default 90; the examples after the budget return at once). The number of examples and generated lines
+(default 60; the examples after the budget return at once). The number of examples and generated lines
 tried is printed (and in pytest's terminal summary).
 """
 from __future__ import annotations
@@ -42,7 +42,7 @@ from driftkeel.validation.validate import COMPARISON_CONTENT, explain, parse_tim
 from summary_lines import report
 
 EXAMPLES = int(os.environ.get("DRIFTKEEL_PBT_EXAMPLES", "30"))
-BUDGET_S = float(os.environ.get("DRIFTKEEL_PBT_BUDGET_S", "90"))
+BUDGET_S = float(os.environ.get("DRIFTKEEL_PBT_BUDGET_S", "60"))
 READER_EXAMPLES = int(os.environ.get("DRIFTKEEL_PBT_READER_EXAMPLES", "300"))
 
 NOW = datetime(2026, 6, 1, tzinfo=timezone.utc)
