@@ -125,6 +125,10 @@ from driftkeel.registry.spool import mlflow_sync_command  # noqa: E402
 
 app.command("mlflow-sync")(mlflow_sync_command)  # driftkeel mlflow-sync [--root PATH]
 
+from driftkeel.data.prepare_cli import prepare_data_command  # noqa: E402
+
+app.command("prepare-data")(prepare_data_command)  # driftkeel prepare-data [--root PATH] [--params FILE] [--force]
+
 
 if __name__ == "__main__":
     app()

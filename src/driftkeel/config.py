@@ -40,7 +40,28 @@ class CommonParams(_Section):
     max_response_tokens: int = Field(48, ge=4)
 
 
+class SourceParams(_Section):
+    """One user file (or annotation folder) of `data.files.sources` (see docs/real-data.md)."""
+    format: Literal["hh", "pairs", "prompts", "annotations"]
+    path: str                               # file (.jsonl / .jsonl.gz) or, for annotations, a folder
+    name: str | None = None                 # source name (annotator id of its judgements); default: file stem
+    limit: int | None = Field(None, ge=1)   # read only the first N rows (a slice, e.g. for CI)
+    labels: list[str] | None = None         # annotations: the two labels, mapped to a / b in this order
+
+
+class FilesParams(_Section):
+    """`data.source: files`: user files -> the canonical data/ layout (driftkeel.data.prepare)."""
+    sources: list[SourceParams] = []        # in time order: each source's comparisons form later batches
+    batch_size: int = Field(300, ge=1)      # comparisons per stream batch (when no batch field is given)
+    eval_fraction: float = Field(0.1, ge=0, lt=1)   # share of pair groups held out as data/eval/pairs
+    pool_fraction: float = Field(0.1, ge=0, lt=1)   # share of pair groups kept unlabeled as data/pool
+    n_sft_demos: int = Field(1200, ge=1)    # (prompt, chosen) of stream pairs as SFT demonstrations
+    n_eval_prompts: int = Field(64, ge=1)
+
+
 class DataParams(_Section):
+    source: Literal["simulator", "files"] = "simulator"   # files: `data.files` (driftkeel prepare-data)
+    files: FilesParams = FilesParams()
     seed: int = 7
     n_batches: int = Field(10, ge=2)
     comparisons_per_batch: int = Field(300, ge=10)

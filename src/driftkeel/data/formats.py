@@ -1,0 +1,419 @@
+"""Loaders for user data in four documented formats, each with a Great Expectations suite and a quarantine.
+
+Formats (docs/real-data.md has examples):
+
+- ``hh``          JSONL(.gz) of HH-RLHF dialogues ``{"chosen", "rejected"}`` (split into prompt / replies);
+- ``pairs``       JSONL(.gz) of ``{"prompt", "chosen", "rejected"}`` with optional ``id``, ``domain``,
+                  ``group`` (the prompt's identity: splits are by group, never by row), ``batch`` (int),
+                  ``timestamp`` (ISO 8601) and ``split`` (``train`` | ``eval``);
+- ``prompts``     JSONL(.gz) of ``{"id", "text"}`` with optional ``timestamp`` and ``category``;
+- ``annotations`` a folder with ``labels.csv`` (``item_id, worker_id, label``), optional ``gold.csv``
+                  (``item_id, gold``) and ``items.csv`` (``item_id`` + text columns).
+
+Every non-blank line (CSV: data row) is one row in. A row is quarantined, with every reason it has, when
+it cannot be read (``invalid_utf8``, ``malformed_json``, ``not_a_json_object``, ``not_text:<field>``,
+``missing_column:<c>`` for a CSV header without a required column, ``unsplittable_dialogue``), when
+it fails an expectation of its format's GX suite (reason ``<expectation type>:<column>``, as in the
+stream's suite: missing or empty text, unknown label, duplicate id -- the first occurrence is kept --,
+forbidden characters in an id), or a cross-row rule (``identical_responses``, ``group_in_both_splits``:
+a group whose rows say both ``train`` and ``eval`` -- the rows disagreeing with the group's first row
+are quarantined --, ``worker_single_judgement``: a worker with one judgement in the file, whose
+reliability cannot be estimated). Asserted: ``rows_in == rows_used + rows_quarantined``.
+"""
+from __future__ import annotations
+
+import csv
+import gzip
+import hashlib
+import io
+import json
+import os
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pandas as pd
+
+from driftkeel.data.loaders import split_dialogue
+from driftkeel.validation.suite import BAD_ID_CHARS, CONTROL_CHARS, MAX_ID_CHARS, NOT_BLANK, reason_of
+
+os.environ.setdefault("GX_ANALYTICS_ENABLED", "false")
+
+ISO_8601 = r"^\d{4}-\d{2}-\d{2}[T ]\d{2}:\d{2}(?::\d{2}(?:\.\d{1,9})?)?(?:Z|[+-]\d{2}:?\d{2})?$"
+RAW_MAX_CHARS = 500
+PAIR_FIELDS = ("id", "prompt", "chosen", "rejected", "domain", "group", "batch", "timestamp", "split")
+PROMPT_FIELDS = ("id", "text", "timestamp", "category")
+LABEL_FIELDS = ("item_id", "worker_id", "label")
+GOLD_FIELDS = ("item_id", "gold")
+SPLITS = ("train", "eval")
+
+MESSAGES = {
+    "invalid_utf8": "the line is not UTF-8 text",
+    "malformed_json": "the line is not one complete JSON value",
+    "not_a_json_object": "the line is JSON but not an object",
+    "not_text": "this field must be a string",
+    "not_int": "this field must be an integer",
+    "missing_column": "the CSV header lacks this required column (wrong columns)",
+    "unsplittable_dialogue": "chosen/rejected are not two dialogues sharing every turn but the last "
+                             "'\\n\\nAssistant:' turn",
+    "identical_responses": "chosen and rejected are the same text",
+    "timestamp_not_an_instant": "timestamp in ISO 8601 form but no point in time (e.g. month 13)",
+    "group_in_both_splits": "this group (prompt) also has rows in the other split (the first row's split wins)",
+    "worker_single_judgement": "this worker has only one judgement in the file (no reliability estimate)",
+    "unknown_gold_item": "gold label for an item that has no judgement",
+    "expect_column_values_to_not_be_null": "this field is missing or null (wrong columns?)",
+    "expect_column_values_to_match_regex": "this field is empty/blank or not in the expected format",
+    "expect_column_values_to_not_match_regex": "forbidden characters (control characters; in ids also "
+                                               "whitespace, / \\ or a leading .)",
+    "expect_column_value_lengths_to_be_between": "this field is too long",
+    "expect_column_values_to_be_unique": "duplicate id: an earlier row has it (the first is kept)",
+    "expect_compound_columns_to_be_unique": "this worker already judged this item in an earlier row "
+                                            "(the first is kept)",
+    "expect_column_values_to_be_in_set": "value not allowed (unknown label or split)",
+    "expect_column_values_to_be_dateutil_parseable": "not a real date and time",
+}
+
+
+def explain(reason: str) -> str:
+    kind, _, column = reason.partition(":")
+    text = MESSAGES.get(kind, kind)
+    return f"{column}: {text}" if column else text
+
+
+@dataclass
+class FormatResult:
+    """Rows of one source that passed (``rows``: dicts) and the quarantine (one record per bad row)."""
+    format: str
+    source_file: str
+    rows: list[dict] = field(default_factory=list)
+    quarantine: list[dict] = field(default_factory=list)
+    rows_in: int = 0
+    gold: dict[str, str] = field(default_factory=dict)      # annotations: item_id -> raw gold label
+    items: dict[str, str] = field(default_factory=dict)     # annotations: item_id -> text
+    labels: list[str] = field(default_factory=list)         # annotations: the two labels (a, b)
+    extra: dict = field(default_factory=dict)               # other accounting (gold rows ...)
+
+    @property
+    def rows_used(self) -> int:
+        return len(self.rows) + self.extra.get("gold_rows_used", 0)
+
+    def check(self) -> None:
+        if self.rows_in != self.rows_used + len(self.quarantine):   # survives python -O
+            raise AssertionError(f"{self.source_file}: rows_in {self.rows_in} != used {len(self.rows)} "
+                                 f"+ quarantined {len(self.quarantine)}")
+
+    def counts(self) -> dict:
+        reasons = Counter(r for q in self.quarantine for r in q["reasons"])
+        return {"format": self.format, "source_file": self.source_file, "rows_in": self.rows_in,
+                "rows_used": self.rows_used, "rows_quarantined": len(self.quarantine),
+                "reasons": dict(sorted(reasons.items())), **self.extra}
+
+
+@dataclass
+class _Row:
+    line_no: int
+    raw: str
+    record: dict | None = None
+    reasons: list[str] = field(default_factory=list)
+
+
+# ----------------------------------------------------------------------------- reading
+def _open_bytes(path: Path):
+    return gzip.open(path, "rb") if path.suffix == ".gz" else path.open("rb")
+
+
+def _read_jsonl(path: Path, fields: tuple[str, ...], limit: int | None, ints: tuple[str, ...] = ()) -> list[_Row]:
+    rows: list[_Row] = []
+    with _open_bytes(path) as fh:
+        for line_no, raw in enumerate(fh, 1):
+            if not raw.strip():
+                continue
+            if limit is not None and len(rows) >= limit:
+                break
+            row = _Row(line_no, raw[:RAW_MAX_CHARS].decode("utf-8", "replace"))
+            rows.append(row)
+            try:
+                obj = json.loads(raw.decode("utf-8"))
+            except UnicodeDecodeError:
+                row.reasons.append("invalid_utf8")
+                continue
+            except json.JSONDecodeError:
+                row.reasons.append("malformed_json")
+                continue
+            if not isinstance(obj, dict):
+                row.reasons.append("not_a_json_object")
+                continue
+            rec = {}
+            for f in fields:
+                v = obj.get(f)
+                if f in ints:
+                    if v is not None and (isinstance(v, bool) or not isinstance(v, int)):
+                        row.reasons.append(f"not_int:{f}")
+                        v = None
+                elif isinstance(v, (int, float)) and not isinstance(v, bool) and f in ("id", "group"):
+                    v = str(v)                  # numeric ids are fine as text
+                elif v is not None and not isinstance(v, str):
+                    row.reasons.append(f"not_text:{f}")
+                    v = None
+                rec[f] = v
+            rec["_obj"] = obj
+            row.record = rec
+    return rows
+
+
+def _read_csv(path: Path, required: tuple[str, ...], limit: int | None) -> tuple[list[_Row], list[str]]:
+    text = path.read_bytes().decode("utf-8-sig", "replace")
+    reader = csv.reader(io.StringIO(text))
+    header = next(reader, [])
+    missing = [c for c in required if c not in header]
+    rows: list[_Row] = []
+    for line_no, values in enumerate(reader, 2):
+        if not any(v.strip() for v in values):
+            continue
+        if limit is not None and len(rows) >= limit:
+            break
+        row = _Row(line_no, ",".join(values)[:RAW_MAX_CHARS])
+        row.record = {c: (values[header.index(c)] if c in header and header.index(c) < len(values) else None)
+                      for c in header}
+        for c in required:
+            row.record.setdefault(c, None)
+        row.reasons += [f"missing_column:{c}" for c in missing]
+        rows.append(row)
+    return rows, missing
+
+
+# ----------------------------------------------------------------------------- GX
+def run_expectations(frame: pd.DataFrame, expectations: list, name: str) -> dict[str, list]:
+    """Run GX 1.x expectations on `frame` (ephemeral context); reason -> index labels of failing rows."""
+    import great_expectations as gx
+    from great_expectations.data_context.types.base import ProgressBarsConfig
+
+    if frame.empty:
+        return {}
+    ctx = gx.get_context(mode="ephemeral")
+    ctx.variables.progress_bars = ProgressBarsConfig(globally=False)
+    batch_def = (ctx.data_sources.add_pandas(name).add_dataframe_asset("rows")
+                 .add_batch_definition_whole_dataframe("all"))
+    suite = ctx.suites.add(gx.ExpectationSuite(name=f"driftkeel_{name}", expectations=expectations))
+    vd = ctx.validation_definitions.add(gx.ValidationDefinition(name=name, data=batch_def, suite=suite))
+    res = vd.run(batch_parameters={"dataframe": frame}, result_format="COMPLETE")
+    out: dict[str, list] = {}
+    for r in res.results:
+        cfg = r.expectation_config
+        reason = reason_of(cfg.type, cfg.kwargs.get("column") or cfg.kwargs.get("column_list"))
+        info = r.exception_info or {}
+        if info.get("raised_exception"):
+            raise RuntimeError(f"GX expectation {reason} raised: {info.get('exception_message')}")
+        out[reason] = list(r.result.get("unexpected_index_list") or [])
+    return out
+
+
+def _apply(rows: list[_Row], frame_rows: list[_Row], frame: pd.DataFrame, unexpected: dict[str, list],
+           unique_keys: dict[str, str | list]) -> None:
+    """Add GX reasons to rows; for uniqueness keep the first occurrence (file order)."""
+    for reason, idx in unexpected.items():
+        if reason in unique_keys and idx:
+            key = unique_keys[reason]
+            sub = frame.loc[sorted(idx), key]
+            firsts = set(sub[~sub.duplicated(keep="first")].index)
+            idx = [i for i in idx if i not in firsts]
+        for i in idx:
+            if reason.startswith("expect_column_values_to_not_be_null:"):
+                col = reason.split(":", 1)[1]
+                if any(r.endswith(":" + col) and r.startswith(("not_text", "not_int", "missing_column"))
+                       for r in frame_rows[i].reasons) or (
+                        col == "prompt" and "unsplittable_dialogue" in frame_rows[i].reasons):
+                    continue
+            frame_rows[i].reasons.append(reason)
+
+
+def _text_expectations(required: list[str], texts: list[str], ids: list[str]) -> list:
+    import great_expectations.expectations as gxe
+
+    ex = [gxe.ExpectColumnValuesToNotBeNull(column=c) for c in required]
+    ex += [gxe.ExpectColumnValuesToMatchRegex(column=c, regex=NOT_BLANK) for c in [*ids, *texts]]
+    ex += [gxe.ExpectColumnValuesToNotMatchRegex(column=c, regex=CONTROL_CHARS) for c in texts]
+    ex += [gxe.ExpectColumnValuesToNotMatchRegex(column=c, regex=BAD_ID_CHARS) for c in ids]
+    ex += [gxe.ExpectColumnValueLengthsToBeBetween(column=c, max_value=MAX_ID_CHARS) for c in ids]
+    return ex
+
+
+def _finish(res: FormatResult, rows: list[_Row], build) -> FormatResult:
+    res.rows_in = len(rows)
+    for r in rows:
+        if r.reasons:
+            res.quarantine.append({"format": res.format, "source_file": res.source_file, "line_no": r.line_no,
+                                   "reasons": list(r.reasons), "message": "; ".join(map(explain, r.reasons)),
+                                   "raw": r.raw})
+        else:
+            res.rows.append(build(r.record))
+    res.check()
+    return res
+
+
+def _digest(text: str) -> str:
+    return hashlib.sha1(text.encode("utf-8")).hexdigest()[:12]
+
+
+# ----------------------------------------------------------------------------- pairs and hh
+def _pairs_checks(path: Path, fmt: str, rows: list[_Row]) -> FormatResult:
+    import great_expectations.expectations as gxe
+
+    stem = path.name.split(".")[0]
+    for r in rows:
+        rec = r.record
+        if rec is None:
+            continue
+        if rec.get("id") is None and "id" not in rec["_obj"]:
+            rec["id"] = f"{stem}-{r.line_no:06d}"          # no id field: the line number is the id
+        if rec.get("group") is None and isinstance(rec.get("prompt"), str):
+            rec["group"] = _digest(rec["prompt"])          # no group: the prompt text is the group
+    obj_rows = [r for r in rows if r.record is not None]
+    cols = ["id", "prompt", "chosen", "rejected", "group", "split", "timestamp"]
+    frame = pd.DataFrame({c: pd.Series([r.record.get(c) for r in obj_rows], dtype="object") for c in cols})
+    ex = _text_expectations(["id", "prompt", "chosen", "rejected"], ["prompt", "chosen", "rejected"], ["id"])
+    ex += [gxe.ExpectColumnValuesToBeUnique(column="id"),
+           gxe.ExpectColumnValuesToBeInSet(column="split", value_set=list(SPLITS)),
+           gxe.ExpectColumnValuesToMatchRegex(column="timestamp", regex=ISO_8601)]
+    unexpected = run_expectations(frame, ex, fmt)
+    _apply(rows, obj_rows, frame, unexpected, {reason_of("expect_column_values_to_be_unique", "id"): "id"})
+    first_split: dict[str, str] = {}
+    for r in obj_rows:
+        rec = r.record
+        if rec.get("chosen") is not None and rec.get("chosen") == rec.get("rejected"):
+            r.reasons.append("identical_responses")
+        ts = rec.get("timestamp")
+        if ts is not None and not r.reasons and _parse_ts(ts) is None:
+            r.reasons.append("timestamp_not_an_instant")
+        if rec.get("split") in SPLITS and rec.get("group") is not None and not r.reasons:
+            if first_split.setdefault(rec["group"], rec["split"]) != rec["split"]:
+                r.reasons.append("group_in_both_splits")
+
+    def build(rec: dict) -> dict:
+        return {"id": rec["id"], "prompt": rec["prompt"], "chosen": rec["chosen"], "rejected": rec["rejected"],
+                "domain": rec.get("domain") or stem, "group": rec["group"], "batch": rec.get("batch"),
+                "timestamp": rec.get("timestamp"), "split": rec.get("split")}
+    return _finish(FormatResult(fmt, str(path)), rows, build)
+
+
+def _parse_ts(text: str):
+    import re
+    from datetime import datetime, timezone
+
+    if not re.match(ISO_8601, text):
+        return None
+    try:
+        ts = datetime.fromisoformat(text)
+    except ValueError:
+        return None
+    return ts.replace(tzinfo=timezone.utc) if ts.tzinfo is None else ts
+
+
+def load_pairs(path: str | Path, limit: int | None = None) -> FormatResult:
+    """Preference pairs ``{"prompt","chosen","rejected"}`` (+ optional id, domain, group, batch, timestamp, split)."""
+    path = Path(path)
+    return _pairs_checks(path, "pairs", _read_jsonl(path, PAIR_FIELDS, limit, ints=("batch",)))
+
+
+def load_hh(path: str | Path, limit: int | None = None) -> FormatResult:
+    """HH-RLHF dialogues ``{"chosen","rejected"}`` -> pairs (prompt ends with "\\n\\nAssistant:")."""
+    path = Path(path)
+    rows = _read_jsonl(path, ("chosen", "rejected"), limit)
+    for r in rows:
+        rec = r.record
+        if rec is None or rec["chosen"] is None or rec["rejected"] is None:
+            continue
+        try:
+            prompt, chosen, rejected = split_dialogue(rec["chosen"], rec["rejected"])
+        except ValueError:
+            r.reasons.append("unsplittable_dialogue")
+            prompt, chosen, rejected = None, rec["chosen"], rec["rejected"]
+        rec.update(prompt=prompt, chosen=chosen, rejected=rejected)
+    return _pairs_checks(path, "hh", rows)
+
+
+# ----------------------------------------------------------------------------- prompts
+def load_prompts(path: str | Path, limit: int | None = None) -> FormatResult:
+    """A prompt stream ``{"id","text"}`` (+ optional timestamp, category)."""
+    import great_expectations.expectations as gxe
+
+    path = Path(path)
+    rows = _read_jsonl(path, PROMPT_FIELDS, limit)
+    obj_rows = [r for r in rows if r.record is not None]
+    frame = pd.DataFrame({c: pd.Series([r.record.get(c) for r in obj_rows], dtype="object")
+                          for c in PROMPT_FIELDS})
+    ex = _text_expectations(["id", "text"], ["text"], ["id"])
+    ex += [gxe.ExpectColumnValuesToBeUnique(column="id"),
+           gxe.ExpectColumnValuesToMatchRegex(column="timestamp", regex=ISO_8601)]
+    unexpected = run_expectations(frame, ex, "prompts")
+    _apply(rows, obj_rows, frame, unexpected, {reason_of("expect_column_values_to_be_unique", "id"): "id"})
+    stem = path.name.split(".")[0]
+    return _finish(FormatResult("prompts", str(path)), rows,
+                   lambda rec: {"id": rec["id"], "text": rec["text"], "timestamp": rec.get("timestamp"),
+                                "category": rec.get("category") or stem})
+
+
+# ----------------------------------------------------------------------------- annotations
+def load_annotations(folder: str | Path, labels: list[str] | None = None, limit: int | None = None) -> FormatResult:
+    """Multi-annotator judgements: labels.csv (+ gold.csv, items.csv). `labels`: the two allowed labels
+    in a / b order (default: the sorted distinct gold labels, else those of labels.csv when two)."""
+    import great_expectations.expectations as gxe
+
+    folder = Path(folder)
+    res = FormatResult("annotations", str(folder / "labels.csv"))
+    gold_rows, gold_missing = ([], [])
+    if (folder / "gold.csv").exists():
+        gold_rows, gold_missing = _read_csv(folder / "gold.csv", GOLD_FIELDS, None)
+    rows, missing = _read_csv(folder / "labels.csv", LABEL_FIELDS, limit)
+    if labels is None:
+        seen = sorted({r.record["gold"] for r in gold_rows if r.record.get("gold")}) or \
+            sorted({r.record["label"] for r in rows if r.record.get("label")})
+        if len(seen) != 2:
+            raise ValueError(f"{folder}: cannot infer two labels (found {seen[:10]}); set `labels` for this source")
+        labels = seen
+    if len(labels) != 2:
+        raise ValueError(f"{folder}: `labels` must name exactly two labels (a, b), got {labels}")
+    res.labels = list(labels)
+    frame = pd.DataFrame({c: pd.Series([r.record.get(c) for r in rows], dtype="object") for c in LABEL_FIELDS})
+    ex = _text_expectations(list(LABEL_FIELDS), [], ["item_id", "worker_id"])
+    ex += [gxe.ExpectColumnValuesToBeInSet(column="label", value_set=list(labels)),
+           gxe.ExpectCompoundColumnsToBeUnique(column_list=["item_id", "worker_id"])]
+    unexpected = run_expectations(frame, ex, "annotations") if not missing else {}
+    _apply(rows, rows, frame, unexpected,
+           {reason_of("expect_compound_columns_to_be_unique", ["item_id", "worker_id"]): ["item_id", "worker_id"]})
+    per_worker = Counter(r.record["worker_id"] for r in rows if not r.reasons)
+    for r in rows:
+        if not r.reasons and per_worker[r.record["worker_id"]] < 2:
+            r.reasons.append("worker_single_judgement")
+    _finish(res, rows, lambda rec: {"item_id": rec["item_id"], "worker_id": rec["worker_id"], "label": rec["label"]})
+
+    # gold.csv: its own rows in / used / quarantined (an unknown gold label or item is a quarantine row)
+    judged = {r["item_id"] for r in res.rows}
+    g_used, g_quarantined = 0, 0
+    for r in gold_rows:
+        rec = r.record
+        if not r.reasons and rec.get("gold") not in labels:
+            r.reasons.append("expect_column_values_to_be_in_set:gold")
+        if not r.reasons and rec.get("item_id") not in judged:
+            r.reasons.append("unknown_gold_item")
+        if r.reasons:
+            g_quarantined += 1
+            res.quarantine.append({"format": "annotations", "source_file": str(folder / "gold.csv"),
+                                   "line_no": r.line_no, "reasons": list(r.reasons),
+                                   "message": "; ".join(map(explain, r.reasons)), "raw": r.raw})
+        else:
+            g_used += 1
+            res.gold[rec["item_id"]] = rec["gold"]
+    res.rows_in += len(gold_rows)
+    res.extra = {"gold_rows_in": len(gold_rows), "gold_rows_used": g_used, "gold_rows_quarantined": g_quarantined}
+    res.check()
+    if (folder / "items.csv").exists():
+        item_rows, _ = _read_csv(folder / "items.csv", ("item_id",), None)
+        for r in item_rows:
+            parts = [f"{k}: {v}" for k, v in r.record.items() if k != "item_id" and v and v.strip()]
+            if r.record.get("item_id"):
+                res.items[r.record["item_id"]] = "\n".join(parts)
+    return res
+
+
+LOADERS = {"hh": load_hh, "pairs": load_pairs, "prompts": load_prompts}
