@@ -1,17 +1,29 @@
-"""Progress bars: on by default, off in CI / with TQDM_DISABLE / DRIFTKEEL_PROGRESS=0; same items either way."""
+"""Progress bars: on for a terminal, off in CI / with TQDM_DISABLE / DRIFTKEEL_PROGRESS=0 / when stderr is
+not a terminal (forced on with DRIFTKEEL_PROGRESS=1); the same items either way; short steps print nothing."""
+import time
+
 import pytest
 
 from driftkeel import progress
 
 
-@pytest.mark.parametrize("env,shown", [({}, True), ({"CI": "true"}, False), ({"TQDM_DISABLE": "1"}, False),
+def _slow(n):
+    for i in range(n):
+        time.sleep(0.6)
+        yield i
+
+
+@pytest.mark.parametrize("env,shown", [({}, False), ({"DRIFTKEEL_PROGRESS": "1"}, True),
+                                       ({"DRIFTKEEL_PROGRESS": "1", "CI": "true"}, False),
+                                       ({"DRIFTKEEL_PROGRESS": "1", "TQDM_DISABLE": "1"}, False),
                                        ({"DRIFTKEEL_PROGRESS": "0"}, False)])
 def test_enabled_follows_the_environment(monkeypatch, capsys, env, shown):
     for k in ("CI", "TQDM_DISABLE", "DRIFTKEEL_PROGRESS"):
         monkeypatch.delenv(k, raising=False)
     for k, v in env.items():
         monkeypatch.setenv(k, v)
-    assert progress.enabled() is shown
-    assert list(progress.bar(range(5), "count", total=5)) == [0, 1, 2, 3, 4]
-    err = capsys.readouterr().err
-    assert ("count" in err) is shown
+    assert progress.enabled() is shown          # pytest's captured stderr is not a terminal
+    assert list(progress.bar(range(5), "quick", total=5)) == [0, 1, 2, 3, 4]
+    assert "quick" not in capsys.readouterr().err   # under 2 s: no bar at all
+    assert list(progress.bar(_slow(5), "slow", total=5)) == [0, 1, 2, 3, 4]
+    assert ("slow" in capsys.readouterr().err) is shown

@@ -1,12 +1,15 @@
-"""Progress bars on the long steps (embedding, training, selection), quiet in CI.
+"""Progress bars on the long steps (embedding, training, selection), quiet in CI and in logs.
 
-Bars are shown unless one of these is set: `CI` (any value; CI services set it), `TQDM_DISABLE=1`,
-`DRIFTKEEL_PROGRESS=0`. They go to stderr (DVC and Prefect show a stage's stderr as it runs) and
-update at most every 2 seconds, so logs captured to a file stay short.
+Bars are shown when stderr is a terminal and none of these is set: `CI` (any value; CI services set
+it), `TQDM_DISABLE=1`, `DRIFTKEEL_PROGRESS=0`; `DRIFTKEEL_PROGRESS=1` forces them on (e.g. under a
+tool that captures stderr). A bar appears only once its step has run for 2 seconds and updates at most
+every 2 seconds, so short steps print nothing. They go to stderr, which DVC and Prefect show as a
+stage runs.
 """
 from __future__ import annotations
 
 import os
+import sys
 from collections.abc import Iterable, Iterator
 from typing import TypeVar
 
@@ -14,11 +17,14 @@ T = TypeVar("T")
 
 
 def enabled() -> bool:
-    if os.environ.get("CI"):
+    forced = os.environ.get("DRIFTKEEL_PROGRESS", "").strip().lower()
+    if forced in ("0", "false", "no"):
         return False
-    if os.environ.get("TQDM_DISABLE", "").strip().lower() in ("1", "true", "yes"):
+    if os.environ.get("CI") or os.environ.get("TQDM_DISABLE", "").strip().lower() in ("1", "true", "yes"):
         return False
-    return os.environ.get("DRIFTKEEL_PROGRESS", "1").strip().lower() not in ("0", "false", "no")
+    if forced in ("1", "true", "yes"):
+        return True
+    return bool(getattr(sys.stderr, "isatty", lambda: False)())
 
 
 def bar(iterable: Iterable[T], desc: str, total: int | None = None, unit: str = "it") -> Iterator[T]:
@@ -28,5 +34,5 @@ def bar(iterable: Iterable[T], desc: str, total: int | None = None, unit: str = 
         return
     from tqdm.auto import tqdm
 
-    yield from tqdm(iterable, desc=desc, total=total, unit=unit, mininterval=2.0, dynamic_ncols=True,
-                    leave=False)
+    yield from tqdm(iterable, desc=desc, total=total, unit=unit, delay=2.0, mininterval=2.0,
+                    dynamic_ncols=True, leave=False)
