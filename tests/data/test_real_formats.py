@@ -121,8 +121,13 @@ def test_default_params_keep_the_simulator():
 def test_params_real_parses_and_points_at_shared_files():
     params = load_all(REPO / "params-real.yaml")
     assert params["data"].source == "files" and params["aggregate"].min_judgements == 1
+    prefix = "../shared/data/"
     for src in params["data"].files.sources:
-        assert (REPO / src.path).exists(), src.path
+        assert src.path.startswith(prefix), src.path       # beside the checkout, as docs/real-data.md says
+        if (REPO / src.path).exists():
+            continue
+        # a clone elsewhere (CI, the clean-clone check): the same file under the shared data found for tests
+        assert shared_path(*src.path[len(prefix):].split("/")).exists(), src.path
 
 
 # ----------------------------------------------------------------------------- prepare + stages
