@@ -176,8 +176,14 @@ def _future(row, draw, ctx):
 
 
 def _before_previous(row, draw, ctx):
+    from driftkeel.validation.validate import parse_timestamp
+
     row["timestamp"] = draw(st.sampled_from(["2025-01-01T00:00:00Z", "2000-02-29T12:00:00+01:00"]))
-    return _dumps(row), "timestamp_out_of_order" if ctx["earlier_clean_file"] else "clean"
+    # out of order = earlier than every clean row of the last earlier file with clean rows (its floor);
+    # that floor may itself be an earlier "before previous" row that was clean where it stood
+    floor = ctx["floor"]
+    late = floor is not None and parse_timestamp(row["timestamp"]) < floor
+    return _dumps(row), "timestamp_out_of_order" if late else "clean"
 
 
 def _not_a_date(row, draw, ctx):
@@ -248,11 +254,12 @@ FAULTS = [_wrong_type, _missing, _extra, _non_finite, _empty, _huge, _invalid_ut
 def batches(draw):
     """(files as bytes, [(file index, line_no, fault name, expected)], n_generated_lines)."""
     files, cases, n_lines = [], [], 0
-    ctx = {"valid": [], "earlier_clean_file": False}
+    ctx = {"valid": [], "earlier_clean_file": False, "floor": None}
     for f in range(draw(st.integers(1, 3))):
         all_bad = draw(st.integers(0, 4)) == 0
         lines: list[bytes] = []
         clean_here = False
+        clean_stamps = []
         for i in range(draw(st.integers(1, 14))):
             if draw(st.integers(0, 7)) == 0:
                 lines.append(draw(st.sampled_from([b"", b"   ", b" \t "])))
@@ -271,6 +278,12 @@ def batches(draw):
                 line, expected, name = _dumps(row), "clean", "valid"
                 ctx["valid"].append(row)
             clean_here = clean_here or expected == "clean"
+            if expected in ("clean", "comparison_mismatch"):  # the validator sets the floor before it
+                from driftkeel.validation.validate import parse_timestamp  # checks comparison content
+
+                stamp = parse_timestamp(row.get("timestamp"))
+                if stamp is not None:
+                    clean_stamps.append(stamp)
             n_lines += 1
             lines.append(line)
             cases.append((f, len(lines), name, expected))
@@ -278,6 +291,8 @@ def batches(draw):
         data = (b"\r\n" if crlf else b"\n").join(lines) + ((b"\r\n" if crlf else b"\n") if final_newline else b"")
         files.append((b"\xef\xbb\xbf" if bom else b"") + data)
         ctx["earlier_clean_file"] = ctx["earlier_clean_file"] or clean_here
+        if clean_stamps:
+            ctx["floor"] = min(clean_stamps)
     return files, cases, n_lines
 
 
