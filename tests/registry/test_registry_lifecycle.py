@@ -93,6 +93,11 @@ def test_stale_verdict_never_promotes(project, tiny_models):
     assert stale_baseline_reason({"source": "sft"}, None) is None
     assert stale_baseline_reason(None, None) == "verdict has no baseline record: re-run evaluate"
 
+    # the same model and verdict again (a re-run after a kill that landed after the promotion): the
+    # champion is this very model, so the verdict is current and the new version is promoted
+    again = register(project, params, tiny_models["first"], True, {"source": "sft"})
+    assert again["promoted"] is True and again["models"]["policy"]["champion"] == again["models"]["policy"]["version"] == 3
+
 
 def test_rollback_moves_champion_back_and_records_who_why_when(project, tiny_models):
     params = names()

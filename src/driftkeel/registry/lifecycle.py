@@ -266,6 +266,12 @@ def register_models(root: str | Path, common: CommonParams, params: RegisterPara
                                      reason=f"registered by run {sr.run_id} ({gate_text})"))
         current = alias_version(client, names["policy"], CHAMPION)
         stale = stale_baseline_reason(verdict.get("baseline"), current)
+        if stale and current is not None:
+            # the champion is this very model: an interrupted run of this register (killed after it
+            # promoted) moved it there from this same verdict, so the verdict is still current
+            champ = client.get_model_version(names["policy"], str(current)).tags or {}
+            if champ.get(f"{TAG}fingerprint") == checked["policy"]["fingerprint"]:
+                stale = None
         promoted = bool(verdict.get("passed")) and stale is None
         if promoted:
             why = "; ".join(c["reason"] for c in verdict.get("checks", [])) or "gate passed"
