@@ -27,3 +27,23 @@ def test_enabled_follows_the_environment(monkeypatch, capsys, env, shown):
     assert "quick" not in capsys.readouterr().err   # under 2 s: no bar at all
     assert list(progress.bar(_slow(5), "slow", total=5)) == [0, 1, 2, 3, 4]
     assert ("slow" in capsys.readouterr().err) is shown
+
+
+def test_forced_on_even_when_tqdm_was_imported_under_tqdm_disable(tmp_path):
+    """tqdm reads TQDM_* into its defaults at import; a bar we decided to show must still show (CI found it:
+    scripts/env.sh sets TQDM_DISABLE=1 under CI and another test imported tqdm first)."""
+    import os
+    import subprocess
+    import sys
+    code = ("import os, time, tqdm.auto\n"
+            "del os.environ['TQDM_DISABLE']; os.environ['DRIFTKEEL_PROGRESS'] = '1'\n"
+            "from driftkeel import progress\n"
+            "def slow():\n"
+            "    for i in range(5):\n"
+            "        time.sleep(0.6); yield i\n"
+            "assert list(progress.bar(slow(), 'slow', total=5)) == [0, 1, 2, 3, 4]\n")
+    env = {k: v for k, v in os.environ.items() if k not in ("CI", "DRIFTKEEL_PROGRESS")}
+    env["TQDM_DISABLE"] = "1"
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    assert "slow" in out.stderr

@@ -34,5 +34,7 @@ def bar(iterable: Iterable[T], desc: str, total: int | None = None, unit: str = 
         return
     from tqdm.auto import tqdm
 
+    # disable=False explicitly: tqdm bakes TQDM_* variables into its defaults when it is first imported,
+    # and `enabled()` has already read the environment as it is now.
     yield from tqdm(iterable, desc=desc, total=total, unit=unit, delay=2.0, mininterval=2.0,
-                    dynamic_ncols=True, leave=False)
+                    dynamic_ncols=True, leave=False, disable=False)
