@@ -93,7 +93,8 @@ class AggregateParams(_Section):
     confidence_pseudocount: float = Field(0.5, gt=0)
     min_judgements: int = Field(2, ge=1)
     weight_prior_strength: float = Field(2.0, gt=0)        # pseudo-judgements at the pool's accuracy
-    ds_prior_strength: float = Field(2.0, gt=0)            # pseudo-judgements per confusion row (pooled prior)
+    ds_prior_strength: float = Field(2.0, gt=0)            # fixed pooled-prior strength (fallback with empirical Bayes)
+    ds_empirical_bayes: bool = True                        # pooled-prior strength per class by marginal likelihood
     ds_max_iter: int = Field(200, ge=1)
     ds_tol: float = Field(1e-4, gt=0)                     # stop when no posterior moves more
     fast_response_ratio: float = Field(0.25, ge=0)         # faster than this x median response time = fast

@@ -132,7 +132,8 @@ def aggregate_judgements(judgements: pd.DataFrame, gold: Mapping[str, str], para
 
     evidence, ds_info, used_weights = None, {}, None
     if params.method == "dawid_skene":
-        res = ds_consensus(judgements, gold, prior_strength=params.ds_prior_strength, judgement_weight=jw,
+        res = ds_consensus(judgements, gold, prior_strength=params.ds_prior_strength,
+                           empirical_bayes=params.ds_empirical_bayes, judgement_weight=jw,
                            pseudocount=params.confidence_pseudocount,
                            experts=experts, max_iter=params.ds_max_iter, tol=params.ds_tol)
         cons = res.consensus

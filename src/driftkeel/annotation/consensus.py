@@ -193,10 +193,15 @@ def expert_anchors(judgements: pd.DataFrame, experts) -> dict[str, str]:
 
 
 def ds_consensus(judgements: pd.DataFrame, gold: Mapping[str, str], *, prior_strength: float = 2.0,
-                 pseudocount: float = 0.5,
+                 empirical_bayes: bool = True, pseudocount: float = 0.5,
                  judgement_weight: pd.Series | None = None, experts=(), max_iter: int = 100,
                  tol: float = 1e-6) -> DSResult:
-    """Dawid–Skene consensus with golden (and unanimous expert) comparisons as anchors."""
+    """Dawid–Skene consensus with golden (and unanimous expert) comparisons as anchors.
+
+    The confusions' pooled prior has its strength estimated from the data (``empirical_bayes``, see
+    :func:`driftkeel.annotation.dawid_skene.fit_dawid_skene`); `prior_strength` is the fixed strength
+    when ``empirical_bayes=False`` and otherwise only the fallback for a row with too little evidence.
+    """
     check_labels(judgements)
     counts = vote_table(judgements)
     comps = counts.index
@@ -215,7 +220,7 @@ def ds_consensus(judgements: pd.DataFrame, gold: Mapping[str, str], *, prior_str
     fit = fit_dawid_skene(item, worker, label_idx, n_items=len(comps), n_workers=len(annotators),
                           n_classes=len(LABELS), gold=gold_idx, judgement_weight=r,
                           latent=np.array([True, True, False]), prior_strength=prior_strength,
-                          max_iter=max_iter, tol=tol)
+                          empirical_bayes=empirical_bayes, max_iter=max_iter, tol=tol)
     label, _, even_split = decide_posterior(fit.posterior, counts, pseudocount)   # labels: the MAP fit
     temperature, calibrated = calibrate(fit, item, worker, label_idx, n_items=len(comps), gold=gold_idx)
     _, conf, _ = decide_posterior(calibrated, counts, pseudocount)                 # confidence: calibrated

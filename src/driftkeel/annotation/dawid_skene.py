@@ -7,11 +7,20 @@ bias). Judgements are independent given ``z``.
 
 Differences from textbook DS, each a small, standard change:
 
-- **MAP, not ML, with a pooled prior.** Row ``k`` of each confusion has a Dirichlet prior
-  ``Dir(s * pool[k])`` centred on the pool's average confusion (re-estimated every iteration: empirical
-  Bayes). An annotator with few judgements is pulled towards the pool instead of getting a 0/1
-  confusion from three labels; one with many judgements is barely affected. ``s = prior_strength``
-  pseudo-judgements per row.
+- **MAP, not ML, with a hierarchical (pooled) prior.** Row ``k`` of each confusion has a Dirichlet
+  prior ``Dir(s_k * pool[k])`` centred on the pool's average confusion. An annotator with few
+  judgements is pulled towards the pool instead of getting a 0/1 confusion from three labels; one with
+  many judgements is barely affected. Both the centre and the strength are **empirical Bayes**,
+  re-estimated in every M-step: ``pool`` is the pooled confusion of all annotators, and ``s_k`` (in
+  pseudo-judgements) maximises the marginal likelihood of the annotators' expected confusion counts
+  under that prior, ``sum_w log DirMult(counts[w, k] | s_k pool[k])`` (type-II maximum likelihood,
+  :func:`eb_prior_strength`). So the data say how different the annotators are: a pool whose
+  annotators disagree with the consensus no more than binomial noise explains gets a large ``s_k``
+  (every annotator ~ the pool: close to a vote corrected for the pool's bias, instead of weights fitted
+  to noise), a pool with spammers or very uneven workers a small one (per-annotator confusions, as in
+  textbook DS). One Dirichlet is unimodal: for a pool of good workers plus spammers ``s_k`` is a
+  compromise, so a spammer with only a few dozen judgements is still pulled part of the way to the
+  pool. ``empirical_bayes=False`` gives a fixed ``s = prior_strength``.
 - **Golden anchors.** Items with a known class (gold, or a settled expert label) have their posterior
   clamped to that class in every E-step, so they calibrate the confusions directly.
 - **Only classes someone reports.** A class that no judgement and no anchor uses gets prior 0
@@ -28,6 +37,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
+from scipy.special import gammaln
 
 
 @dataclass
@@ -39,6 +49,7 @@ class DawidSkeneFit:
     n_iter: int
     converged: bool
     log_lik: np.ndarray         # judgements x K: r_j * log theta[w_j, k, l_j] (each judgement's evidence)
+    prior_strength: np.ndarray | None = None  # K: s_k, pseudo-judgements per confusion row (last M-step)
 
 
 def _per_item(index: np.ndarray, values: np.ndarray, n: int) -> np.ndarray:
@@ -58,6 +69,37 @@ def vote_shares(item: np.ndarray, label: np.ndarray, n_items: int, n_classes: in
     return np.where(total > 0, votes / np.where(total > 0, total, 1.0), 1.0 / n_classes)
 
 
+# candidate prior strengths (pseudo-judgements per confusion row), log-spaced, 22% apart: from a quarter
+# of a judgement (about textbook ML DS) to 10^4 (every annotator = the pool, for any realistic
+# per-annotator count); the marginal likelihood is smooth in log s, so a grid this fine loses nothing
+STRENGTH_GRID = np.exp(np.linspace(np.log(0.25), np.log(1e4), 53))
+
+
+def eb_prior_strength(counts: np.ndarray, pool: np.ndarray, grid: np.ndarray = STRENGTH_GRID,
+                      fallback: float = 2.0) -> np.ndarray:
+    """Per true class ``k``: the ``s`` in `grid` maximising ``sum_w log DirMult(counts[w, k] | s * pool[k])``.
+
+    `counts`: workers x K(true) x K(reported) (expected) confusion counts; `pool`: K x K, rows sum to 1.
+    The Dirichlet-multinomial log marginal likelihood of one row ``c`` (total ``n``) is, up to a term
+    free of ``s``, ``lgamma(s) - lgamma(n + s) + sum_l [lgamma(c_l + s p_l) - lgamma(s p_l)]``
+    (fractional counts are fine). A row on which fewer than two annotators have any evidence says
+    nothing about the spread between annotators: it keeps `fallback`.
+    """
+    counts = np.asarray(counts, dtype=float)
+    n = counts.sum(axis=2)                                                  # W x K
+    out = np.full(counts.shape[1], float(fallback))
+    rows = np.flatnonzero((n > 1e-9).sum(axis=0) >= 2)
+    if not len(rows):
+        return out
+    c, p, nr = counts[:, rows], pool[rows], n[:, rows]                      # W x R x K, R x K, W x R
+    s = grid[:, None, None]
+    ll = (gammaln(s) - gammaln(nr[None] + s)).sum(axis=1)                   # G x R
+    a = grid[:, None, None] * p[None]                                       # G x R x K
+    ll += (gammaln(c[None] + a[:, None]) - gammaln(a)[:, None]).sum(axis=(1, 3))
+    out[rows] = grid[np.argmax(ll, axis=0)]
+    return out
+
+
 def _clamp(post: np.ndarray, gold: np.ndarray | None) -> np.ndarray:
     if gold is None:
         return post
@@ -71,12 +113,15 @@ def _clamp(post: np.ndarray, gold: np.ndarray | None) -> np.ndarray:
 def fit_dawid_skene(item, worker, label, *, n_items: int, n_workers: int, n_classes: int,
                     gold: np.ndarray | None = None, judgement_weight: np.ndarray | None = None,
                     latent: np.ndarray | None = None, prior_strength: float = 2.0, class_pseudocount: float = 1.0,
-                    max_iter: int = 100, tol: float = 1e-6) -> DawidSkeneFit:
+                    empirical_bayes: bool = True, max_iter: int = 100, tol: float = 1e-6) -> DawidSkeneFit:
     """Fit DS by EM. `item`, `worker`, `label`: integer arrays (one entry per judgement, 0-based).
 
     `gold`: per item, the known class or -1. `judgement_weight`: r_j in [0, 1] (default 1).
     `latent`: bool mask of the classes a true label may take (default: those some judgement reports);
     classes named by an anchor are always included. Reported labels may be any of the K classes.
+    `empirical_bayes`: estimate the prior strength ``s_k`` of each confusion row by marginal likelihood
+    in every M-step (:func:`eb_prior_strength`); `prior_strength` is then only the fallback for a row
+    that fewer than two annotators have evidence on. ``False``: ``s_k = prior_strength`` for every row.
     """
     item = np.asarray(item, dtype=np.int64)
     worker = np.asarray(worker, dtype=np.int64)
@@ -113,7 +158,10 @@ def fit_dawid_skene(item, worker, label, *, n_items: int, n_workers: int, n_clas
                            for k in range(K)], axis=1)                      # W x K(true) x K(reported)
         pool = counts.sum(axis=0) + 1e-2
         pool /= pool.sum(axis=1, keepdims=True)
-        theta = (counts + prior_strength * pool) / (counts.sum(axis=2, keepdims=True) + prior_strength)
+        strength = (eb_prior_strength(counts, pool, fallback=prior_strength) if empirical_bayes
+                    else np.full(K, float(prior_strength)))
+        sk = strength[None, :, None]
+        theta = (counts + sk * pool) / (counts.sum(axis=2, keepdims=True) + sk)
         prior = (postT.sum(axis=1) + class_pseudocount) * active
         prior /= prior.sum()
         # E-step: log theta as K(true) x (worker * K + reported), gathered per judgement
@@ -136,7 +184,8 @@ def fit_dawid_skene(item, worker, label, *, n_items: int, n_workers: int, n_clas
     post = postT.T.copy()
     log_lik = ll.T.copy()
     return DawidSkeneFit(posterior=post, confusion=theta, pool_confusion=pool, class_prior=prior,
-                         n_iter=it, converged=converged, log_lik=log_lik)
+                         n_iter=it, converged=converged, log_lik=log_lik,
+                         prior_strength=strength)
 
 
 def calibrate(fit: DawidSkeneFit, item, worker, label, *, n_items: int, gold: np.ndarray | None = None,
