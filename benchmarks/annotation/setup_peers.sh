@@ -1,22 +1,9 @@
 #!/usr/bin/env bash
 # The peers' own virtualenv (never dependencies of driftkeel): crowd-kit and cleanlab, with
 # scikit-learn 1.6.1 (crowd-kit 1.4.2's Wawa/ZeroBasedSkill fail with scikit-learn >= 1.7).
-# Idempotent: installs only when the pins below changed. Git-ignored (benchmarks/**/.venv*/).
+# Idempotent: installs only when the pins below changed (benchmarks/_peers_venv.sh).
 set -euo pipefail
 HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
-VENV="$HERE/.venv-peers"
-PY="${PYTHON:-$(command -v python3.11 || command -v python3)}"
+source "$HERE/../_peers_venv.sh"
 PINS=(crowd-kit==1.4.2 cleanlab==2.9.0 scikit-learn==1.6.1 numpy==2.2.6 pandas==2.2.3 scipy==1.15.3)
-want="$(printf '%s\n' "${PINS[@]}" | sha256sum | cut -d' ' -f1)"
-stamp="$VENV/.peers-installed"
-if [ ! -x "$VENV/bin/python" ]; then
-  echo "[peers] creating $VENV with $PY"
-  "$PY" -m venv "$VENV"
-fi
-if [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
-  echo "[peers] installing ${PINS[*]}"
-  "$VENV/bin/python" -m pip install -q --disable-pip-version-check "${PINS[@]}"
-  echo "$want" > "$stamp"
-else
-  echo "[peers] $VENV up to date"
-fi
+peers_venv "$HERE/.venv-peers" peers "${PINS[@]}"

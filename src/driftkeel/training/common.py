@@ -4,13 +4,17 @@ from __future__ import annotations
 import contextlib
 import math
 import os
+import time
+import warnings
 from pathlib import Path
-from typing import Iterator
+from typing import Iterator, Sequence
 
 import torch
 
 from driftkeel.progress import enabled as progress_enabled
-from driftkeel.training.models import use_bf16
+from driftkeel.training import checkpoints as ckpt
+from driftkeel.training.lora import merged
+from driftkeel.training.models import save_model, set_lengths, use_bf16
 
 _ENV = {
     "HF_HUB_OFFLINE": "1",            # never download at run time (an explicit Hub id must be cached)
@@ -170,3 +174,28 @@ def gathered_state_dict(trainer) -> dict | None:
     ds = getattr(acc.state, "deepspeed_plugin", None)
     sharded = getattr(trainer, "is_fsdp_enabled", False) or (ds is not None and ds.zero_stage == 3)
     return acc.get_state_dict(trainer.model) if sharded else None
+
+
+def train_and_save(trainer, tokenizer, out_dir: Path, ckpt_dir: Path, resume: Path | None,
+                   lengths: Sequence[int]) -> tuple[torch.nn.Module, float]:
+    """The common end of the Hugging Face policy trainer wrappers (SFT, DPO, RLOO/GRPO).
+
+    Quiets the trainer and adds the checkpoint callbacks, trains (resuming from `resume`, see
+    `checkpoints.py`), gathers the full weights of a sharded model (every process), merges LoRA
+    adapters, restores the (prompt, response) token `lengths`, saves out_dir/model (only the main
+    process writes, `save_model`) and removes the finished run's checkpoints (`checkpoints.finish`).
+    Returns (the trained, merged model, training seconds)."""
+    quiet(trainer)
+    ckpt.add_callbacks(trainer)
+    t0 = time.perf_counter()
+    with cpu_threads(trainer.model), warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=".*checkpointing.*", category=FutureWarning)
+        trainer.train(resume_from_checkpoint=str(resume) if resume else None)
+    seconds = time.perf_counter() - t0
+
+    full = gathered_state_dict(trainer)
+    trained = merged(trainer.model)
+    set_lengths(trained, *lengths)
+    save_model(trained, tokenizer, Path(out_dir) / "model", state_dict=full)
+    ckpt.finish(ckpt_dir)
+    return trained, seconds

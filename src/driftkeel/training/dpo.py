@@ -10,30 +10,20 @@ Checkpoints and resume as for every Hugging Face trainer (`checkpoints.py`).
 """
 from __future__ import annotations
 
-import time
 import warnings
 from pathlib import Path
 from typing import Sequence
 
 from driftkeel.config import CommonParams, RlParams
 from driftkeel.training import checkpoints as ckpt
-from driftkeel.training.common import (
-    base_args,
-    cpu_threads,
-    gathered_state_dict,
-    history,
-    quiet,
-    quiet_offline_env,
-)
-from driftkeel.training.lora import merged, peft_config
+from driftkeel.training.common import base_args, history, quiet_offline_env, train_and_save
+from driftkeel.training.lora import peft_config
 from driftkeel.training.models import (
     changed_fraction,
     format_prompt,
     get_lengths,
     load_causal_lm,
     params_snapshot,
-    save_model,
-    set_lengths,
 )
 
 
@@ -84,19 +74,7 @@ def train_dpo(policy_dir: str | Path, train_pairs: Sequence[dict], eval_pairs: S
         trainer = DPOTrainer(model=policy, ref_model=ref, args=args, train_dataset=Dataset.from_list(rows),
                              eval_dataset=Dataset.from_list(eval_rows) if eval_rows else None,
                              processing_class=tokenizer, peft_config=lora)
-    quiet(trainer)
-    ckpt.add_callbacks(trainer)
-    t0 = time.perf_counter()
-    with cpu_threads(trainer.model), warnings.catch_warnings():
-        warnings.filterwarnings("ignore", message=".*checkpointing.*", category=FutureWarning)
-        trainer.train(resume_from_checkpoint=str(resume) if resume else None)
-    seconds = time.perf_counter() - t0
-
-    full = gathered_state_dict(trainer)
-    trained = merged(trainer.model)
-    set_lengths(trained, *lengths)
-    save_model(trained, tokenizer, out_dir / "model", state_dict=full)
-    ckpt.finish(ckpt_dir)
+    trained, seconds = train_and_save(trainer, tokenizer, out_dir, ckpt_dir, resume, lengths)
     log = trainer.state.log_history
     evals = [r for r in log if "eval_rewards/accuracies" in r]
     metrics = {

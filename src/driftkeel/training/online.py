@@ -11,8 +11,6 @@ Checkpoints and resume as for every Hugging Face trainer (`checkpoints.py`).
 from __future__ import annotations
 
 import math
-import time
-import warnings
 from pathlib import Path
 from typing import Sequence
 
@@ -22,14 +20,8 @@ import torch
 from driftkeel.progress import enabled as progress_enabled
 from driftkeel.config import CommonParams, PpoParams, RlParams
 from driftkeel.training import checkpoints as ckpt
-from driftkeel.training.common import (
-    cpu_threads,
-    gathered_state_dict,
-    history,
-    quiet,
-    quiet_offline_env,
-)
-from driftkeel.training.lora import merged, peft_config
+from driftkeel.training.common import history, quiet_offline_env, train_and_save
+from driftkeel.training.lora import peft_config
 from driftkeel.training.models import (
     changed_fraction,
     encode_prompt,
@@ -37,8 +29,6 @@ from driftkeel.training.models import (
     get_lengths,
     load_causal_lm,
     params_snapshot,
-    save_model,
-    set_lengths,
     use_bf16,
 )
 from driftkeel.training.ppo import _check_same_tokenizer, select_prompts
@@ -110,19 +100,7 @@ def train_online(policy_dir: str | Path, reward_dir, prompts: Sequence[str], out
     before = params_snapshot(policy)  # before LoRA adapters are injected (they rename the weights)
     trainer = Trainer(model=policy, reward_funcs=reward_fn, args=args, train_dataset=Dataset.from_list(rows),
                       processing_class=tokenizer, peft_config=peft_config(rl.lora, "CAUSAL_LM"))
-    quiet(trainer)
-    ckpt.add_callbacks(trainer)
-    t0 = time.perf_counter()
-    with cpu_threads(trainer.model), warnings.catch_warnings():
-        warnings.filterwarnings("ignore", message=".*checkpointing.*", category=FutureWarning)
-        trainer.train(resume_from_checkpoint=str(resume) if resume else None)
-    seconds = time.perf_counter() - t0
-
-    full = gathered_state_dict(trainer)
-    trained = merged(trainer.model)
-    set_lengths(trained, *lengths)
-    save_model(trained, tokenizer, out_dir / "model", state_dict=full)
-    ckpt.finish(ckpt_dir)
+    trained, seconds = train_and_save(trainer, tokenizer, out_dir, ckpt_dir, resume, lengths)
     log = trainer.state.log_history
     hist = [{"step": int(r["step"]), "score": float(r["reward"]), "kl": float(r.get("kl", float("nan"))),
              "reward_std": float(r.get("reward_std", float("nan"))),

@@ -8,21 +8,12 @@ Checkpoints go to out_dir/checkpoints; a re-run after a crash resumes from the l
 """
 from __future__ import annotations
 
-import time
 from pathlib import Path
 
 from driftkeel.config import CommonParams, SftParams
 from driftkeel.training import checkpoints as ckpt
-from driftkeel.training.common import (
-    base_args,
-    cpu_threads,
-    gathered_state_dict,
-    history,
-    quiet,
-    quiet_offline_env,
-    world_size,
-)
-from driftkeel.training.lora import merged, peft_config
+from driftkeel.training.common import base_args, history, quiet_offline_env, train_and_save, world_size
+from driftkeel.training.lora import peft_config
 from driftkeel.training.models import (
     TINY,
     build_tiny_causal_lm,
@@ -30,7 +21,6 @@ from driftkeel.training.models import (
     format_prompt,
     load_causal_lm,
     params_snapshot,
-    save_model,
     set_lengths,
     train_tokenizer,
 )
@@ -81,20 +71,10 @@ def train_sft(demos: list[dict], tokenizer_texts: list[str], out_dir: str | Path
     before = params_snapshot(model)  # before LoRA adapters are injected (they rename the weights)
     trainer = SFTTrainer(model=model, args=args, train_dataset=dataset, processing_class=tokenizer,
                          peft_config=peft_config(params.lora, "CAUSAL_LM"))
-    quiet(trainer)
-    ckpt.add_callbacks(trainer)
     n_tokens = sum(len(ids) for ids in trainer.train_dataset["input_ids"])
     start_epoch, start_step = _epoch_of(resume), ckpt.resumed_step(resume)
-    t0 = time.perf_counter()
-    with cpu_threads(trainer.model):
-        trainer.train(resume_from_checkpoint=str(resume) if resume else None)
-    seconds = time.perf_counter() - t0
-
-    full = gathered_state_dict(trainer)
-    trained = merged(trainer.model)
-    set_lengths(trained, common.max_prompt_tokens, common.max_response_tokens)
-    save_model(trained, tokenizer, out_dir / "model", state_dict=full)
-    ckpt.finish(ckpt_dir)
+    trained, seconds = train_and_save(trainer, tokenizer, out_dir, ckpt_dir, resume,
+                                      (common.max_prompt_tokens, common.max_response_tokens))
     epochs_done = float(trainer.state.epoch or 0.0)
     log = trainer.state.log_history
     metrics = {
