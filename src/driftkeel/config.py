@@ -234,6 +234,15 @@ class SftParams(TrainParams):
     model_name_or_path: str = "tiny"
 
 
+class RoutingParams(_Section):
+    """Domain-routed reward heads (training/routing.py): K heads + a K-way gate in one reward model."""
+    enabled: bool = False
+    key: str = "source"                      # pair field naming the domain: source (replay vs new) | domain | ...
+    min_pairs: int = Field(50, ge=1)         # a domain needs this many training pairs for a head of its own
+    gate_weight: float = Field(1.0, ge=0)    # weight of the gate's cross-entropy beside the Bradley-Terry loss
+    shared: list[str] = ["synthetic"]        # key values whose pairs train every head (no head of their own)
+
+
 class RewardParams(TrainParams):
     init_from: str = "sft"
     center_rewards_coefficient: float | None = Field(None, ge=0)  # keeps rewards near 0 (TRL option)
@@ -241,6 +250,7 @@ class RewardParams(TrainParams):
     bootstrap: bool = True                   # members 1.. train on a seeded bootstrap resample
     margin_scale: float = Field(0.0, ge=0)   # BT margin = scale x aggregate margin (0 = no margins)
     calibrate: bool = True                   # fit a temperature on the held-out pairs (mix eval)
+    routing: RoutingParams = RoutingParams()
 
 
 class PpoParams(_Section):

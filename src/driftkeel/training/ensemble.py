@@ -25,6 +25,7 @@ from torch import nn
 
 from driftkeel.training.models import default_device, inference_dtype, load_reward_model, resolve
 from driftkeel.training.reward import get_calibration, score
+from driftkeel.training.routing import combine, routing_of
 
 
 class RewardEnsemble:
@@ -78,17 +79,20 @@ class _Backbones(nn.Module):
 
 
 class _Heads(nn.Module):
-    def __init__(self, heads: Sequence[nn.Module], widths: Sequence[int], offsets, temperatures, lam: float):
+    def __init__(self, heads: Sequence[nn.Module], widths: Sequence[int], offsets, temperatures, lam: float,
+                 n_heads: Sequence[int] | None = None):
         super().__init__()
         self.heads = nn.ModuleList(heads)
         self.widths = list(widths)
+        self.n_heads = list(n_heads or [1] * len(heads))  # > 1: a routed member (training/routing.py)
         self.register_buffer("offsets", torch.tensor(list(offsets), dtype=torch.float32))
         self.register_buffer("temperatures", torch.tensor(list(temperatures), dtype=torch.float32))
         self.lam = float(lam)
 
     def forward(self, hidden: torch.Tensor) -> torch.Tensor:
         parts = torch.split(hidden, self.widths, dim=-1)
-        z = torch.stack([h(p).squeeze(-1).float() for h, p in zip(self.heads, parts)], dim=-1)
+        z = torch.stack([combine(h(p), k).squeeze(-1).float()
+                         for h, p, k in zip(self.heads, parts, self.n_heads)], dim=-1)
         z = (z - self.offsets) / self.temperatures
         mean = z.mean(dim=-1)
         std = z.std(dim=-1, unbiased=False) if z.shape[-1] > 1 else torch.zeros_like(mean)
@@ -111,7 +115,8 @@ class ConservativeRewardModel(nn.Module):
         cal = [get_calibration(m) for m in members]
         self.backbone = _Backbones([getattr(m, m.base_model_prefix) for m in members])
         self.score = _Heads([m.score for m in members], [m.score.in_features for m in members],
-                            [o for _, o in cal], [t for t, _ in cal], lam)
+                            [o for _, o in cal], [t for t, _ in cal], lam,
+                            [len((routing_of(m) or {}).get("domains") or [0]) for m in members])
         self.config = members[0].config
 
     def forward(self, input_ids, attention_mask=None, **kwargs):  # whole-sequence use (tests, tools)

@@ -20,6 +20,7 @@ from pathlib import Path
 import torch
 from tokenizers import Tokenizer, decoders, models, pre_tokenizers, processors, trainers
 from transformers import (
+    AutoConfig,
     AutoModelForCausalLM,
     AutoModelForSequenceClassification,
     AutoTokenizer,
@@ -171,13 +172,27 @@ def load_causal_lm(path_or_id: str | Path, *, device: str | torch.device | None 
     return model, tokenizer
 
 
+def _saved_outputs(path_or_id: str | Path) -> int:
+    """Score-head outputs of a saved driftkeel reward model: 2K for a routed one (training/routing.py)."""
+    from driftkeel.training.routing import n_outputs
+
+    cfg = AutoConfig.from_pretrained(str(path_or_id))
+    routing = (getattr(cfg, "driftkeel", None) or {}).get("routing") or {}
+    return n_outputs(routing.get("domains") or ())
+
+
 def load_reward_model(path_or_id: str | Path, *, device: str | torch.device | None = None,
-                      dtype: torch.dtype | None = None):
-    """(model, tokenizer) for a one-output sequence classifier. A causal-LM checkpoint (e.g. the SFT
-    policy) loads with its transformer weights and a freshly initialised score head."""
+                      dtype: torch.dtype | None = None, num_labels: int | None = None):
+    """(model, tokenizer) for a sequence classifier with `num_labels` outputs (default: what the saved
+    reward model has, 1 unless it is routed). A causal-LM checkpoint (e.g. the SFT policy) loads with
+    its transformer weights and a freshly initialised score head; so does a reward model whose head
+    has another number of outputs."""
     tokenizer = _load_tokenizer(path_or_id)
-    model = AutoModelForSequenceClassification.from_pretrained(str(path_or_id), num_labels=1,
-                                                               dtype=dtype or torch.float32)
+    saved = _saved_outputs(path_or_id)
+    num_labels = saved if num_labels is None else num_labels
+    model = AutoModelForSequenceClassification.from_pretrained(
+        str(path_or_id), num_labels=num_labels, dtype=dtype or torch.float32,
+        ignore_mismatched_sizes=num_labels != saved)
     model.config.pad_token_id = tokenizer.pad_token_id
     if device is not None:
         model.to(device)

@@ -178,7 +178,8 @@ def train_ppo(policy_dir: str | Path, reward_dir, prompts: Sequence[str], out_di
     lengths = get_lengths(policy)
     ref_policy, _ = load_causal_lm(policy_dir)
     members = load_members(reward_dirs)
-    value_model, reward_tok = load_reward_model(reward_dirs[0])
+    # the value head has one output (a routed reward model's 2K-output head is not copied)
+    value_model, reward_tok = load_reward_model(reward_dirs[0], num_labels=1)
     _check_same_tokenizer(tokenizer, reward_tok)
     for m in members[1:]:
         if m.config.vocab_size != members[0].config.vocab_size:

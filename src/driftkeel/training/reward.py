@@ -34,6 +34,7 @@ from driftkeel.training.common import (
     world_size,
 )
 from driftkeel.training.lora import merged, peft_config
+from driftkeel.training.routing import combine, domain_of, n_outputs, plan_domains, routing_of, set_routing
 from driftkeel.training.models import (
     changed_fraction,
     default_device,
@@ -60,36 +61,57 @@ def resolve_init(init_from: str, sft_model_dir: str | Path) -> str:
 
 
 def encode_pairs(tokenizer, pairs: Sequence[dict], max_prompt_tokens: int,
-                 max_response_tokens: int) -> list[dict]:
+                 max_response_tokens: int, domains: Sequence[int] | None = None) -> list[dict]:
+    """Tokenized pairs; `domains`: each pair's routed head index (training/routing.py), when routed."""
     rows = []
-    for p in pairs:
+    for i, p in enumerate(pairs):
         prompt_ids = encode_prompt(tokenizer, p["prompt"], max_prompt_tokens)
         rows.append({
             "chosen_ids": prompt_ids + encode_response(tokenizer, p["chosen"], max_response_tokens),
             "rejected_ids": prompt_ids + encode_response(tokenizer, p["rejected"], max_response_tokens),
             "weight": float(p.get("weight", 1.0) if p.get("weight") is not None else 1.0),
         })
+        if domains is not None:
+            rows[-1]["domain"] = int(domains[i])
     return rows
 
 
 class WeightedPreferenceCollator(DataCollatorForPreference):
-    """TRL's preference collator, also passing each pair's `weight`."""
+    """TRL's preference collator, also passing each pair's `weight` (and routed `domain`)."""
 
     def torch_call(self, examples):
         out = super().torch_call(examples)
         if "weight" in examples[0]:
             out["weight"] = torch.tensor([float(e["weight"]) for e in examples], dtype=torch.float)
+        if "domain" in examples[0]:
+            out["domain"] = torch.tensor([int(e["domain"]) for e in examples], dtype=torch.long)
         return out
 
 
 class WeightedRewardTrainer(RewardTrainer):
-    """RewardTrainer whose loss is the weight-averaged pairwise loss -log σ(r_chosen - r_rejected)."""
+    """RewardTrainer whose loss is the weight-averaged pairwise loss -log σ(r_chosen - r_rejected);
+    with `n_heads` > 1, the domain-routed loss of training/routing.py (own head + gate)."""
+
+    n_heads, gate_weight = 1, 1.0
+
+    def __init__(self, *args, n_heads: int = 1, gate_weight: float = 1.0, **kwargs):
+        model = kwargs["model"]
+        outputs = model.config.num_labels
+        model.config.num_labels = 1  # TRL checks for one output; a routed head has 2K
+        try:
+            super().__init__(*args, **kwargs)
+        finally:
+            model.config.num_labels = outputs
+        self.n_heads, self.gate_weight = n_heads, gate_weight
 
     def _set_signature_columns_if_needed(self):
         if self._signature_columns is None:
-            self._signature_columns = ["chosen_ids", "rejected_ids", "margin", "weight"]
+            self._signature_columns = ["chosen_ids", "rejected_ids", "margin", "weight", "domain"]
 
     def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
+        if self.n_heads > 1:
+            return self._routed_loss(model, inputs, return_outputs)
+        inputs.pop("domain", None)
         weight = inputs.pop("weight", None)
         loss, outputs = super().compute_loss(model, inputs, return_outputs=True,
                                              num_items_in_batch=num_items_in_batch)
@@ -102,6 +124,24 @@ class WeightedRewardTrainer(RewardTrainer):
             loss = (-F.logsigmoid(diff) * w).sum() / w.sum().clamp_min(1e-8)
             if self.args.center_rewards_coefficient is not None:
                 loss = loss + self.args.center_rewards_coefficient * torch.mean((chosen + rejected) ** 2)
+        return (loss, outputs) if return_outputs else loss
+
+    def _routed_loss(self, model, inputs, return_outputs):
+        from driftkeel.training.routing import routed_loss
+
+        domain, weight, margin = inputs.pop("domain"), inputs.pop("weight", None), inputs.pop("margin", None)
+        outputs = model(input_ids=inputs["input_ids"], attention_mask=inputs["attention_mask"], use_cache=False)
+        chosen, rejected = torch.chunk(outputs.logits, chunks=2)
+        if weight is None:
+            weight = torch.ones(chosen.shape[0], device=chosen.device)
+        loss, diff = routed_loss(chosen, rejected, domain, self.n_heads, weight, margin, self.gate_weight)
+        if self.args.center_rewards_coefficient is not None:
+            k = self.n_heads
+            loss = loss + self.args.center_rewards_coefficient * torch.mean((chosen[:, :k] + rejected[:, :k]) ** 2)
+        mode = "train" if self.model.training else "eval"
+        with torch.no_grad():
+            self._metrics[mode]["accuracy"].append(
+                self.accelerator.gather_for_metrics((diff > 0).float().mean()).mean().item())
         return (loss, outputs) if return_outputs else loss
 
 
@@ -168,11 +208,16 @@ def train_reward_member(train_pairs: Sequence[dict], calib_pairs: Sequence[dict]
         "reward", params=params, common=common, data=[list(train_pairs), list(calib_pairs), seed],
         models=[init_path]))
     start_step = ckpt.resumed_step(resume)
+    domains, pair_domains = [], None
+    if params.routing.enabled:
+        domains, pair_domains = plan_domains(train_pairs, params.routing.key, params.routing.min_pairs,
+                                             params.routing.shared)
     set_seed(seed)  # the score head is initialised at load time
-    model, tokenizer = load_reward_model(init_path)
+    model, tokenizer = load_reward_model(init_path, num_labels=n_outputs(domains))
+    set_routing(model, params.routing.key, domains)  # recorded (or cleared: one domain = no routing)
     set_lengths(model, common.max_prompt_tokens, common.max_response_tokens)
     mp, mr = common.max_prompt_tokens, common.max_response_tokens
-    rows = encode_pairs(tokenizer, train_pairs, mp, mr)
+    rows = encode_pairs(tokenizer, train_pairs, mp, mr, pair_domains if domains else None)
     if any("margin" in p for p in train_pairs):
         for row, p in zip(rows, train_pairs):
             row["margin"] = float(p.get("margin") or 0.0)
@@ -190,6 +235,7 @@ def train_reward_member(train_pairs: Sequence[dict], calib_pairs: Sequence[dict]
         model=model, args=args, train_dataset=train_ds, processing_class=tokenizer,
         data_collator=WeightedPreferenceCollator(pad_token_id=tokenizer.pad_token_id),
         peft_config=peft_config(params.lora, "SEQ_CLS"),
+        n_heads=len(domains), gate_weight=params.routing.gate_weight,
     )
     quiet(trainer)
     ckpt.add_callbacks(trainer)
@@ -201,6 +247,7 @@ def train_reward_member(train_pairs: Sequence[dict], calib_pairs: Sequence[dict]
     full = gathered_state_dict(trainer)
     trained = merged(trainer.model)
     trained.config.pad_token_id = tokenizer.pad_token_id
+    set_routing(trained, params.routing.key, domains)
     temperature, offset, calib, c, r = 1.0, 0.0, {}, np.zeros(0), np.zeros(0)
     if calib_pairs:
         c, r = score_pairs((trained, tokenizer), calib_pairs)
@@ -231,11 +278,33 @@ def train_reward_member(train_pairs: Sequence[dict], calib_pairs: Sequence[dict]
         "reward_offset": offset,
         **calib,
         "params_changed_fraction": changed_fraction(before, trained),
+        "routing_heads": len(domains) if len(domains) > 1 else 1,
     }
+    if len(domains) > 1 and calib_pairs:
+        metrics.update(_routed_metrics(trained, tokenizer, calib_pairs, c, r, params.routing.key, domains))
     evals = ([{"step": metrics["steps"], "eval_loss": metrics["eval_loss"],
                "eval_accuracy": metrics["eval_accuracy"]}] if calib_pairs else [])
     return {"metrics": metrics, "history": history(trainer.state.log_history, "loss"),
             "eval_history": evals, "model_dir": str(model_dir), "calib_scores": (c, r)}
+
+
+def _routed_metrics(model, tokenizer, pairs: Sequence[dict], c: np.ndarray, r: np.ndarray, key: str,
+                    domains: Sequence[str]) -> dict:
+    """Held-out accuracy per routed domain (`eval_accuracy_domain_<i>`, i = index in `domains`) and the
+    gate's accuracy on the pairs whose domain has a head."""
+    from driftkeel.evaluation.metrics import pair_outcomes
+
+    names = [domain_of(p, key) for p in pairs]
+    out = {}
+    for i, d in enumerate(domains):
+        mask = np.array([n == d for n in names])
+        out[f"eval_accuracy_domain_{i}"] = float(pair_outcomes(c[mask], r[mask]).mean()) if mask.any() else float("nan")
+    known = [(p, domains.index(n)) for p, n in zip(pairs, names) if n in domains]
+    if known:
+        gates = gate_probabilities((model, tokenizer), [p["prompt"] for p, _ in known],
+                                   [p["chosen"] for p, _ in known])
+        out["gate_accuracy"] = float(np.mean(gates.argmax(axis=1) == np.array([i for _, i in known])))
+    return out
 
 
 def _late_mean(log_history: list[dict], key: str) -> float:
@@ -340,14 +409,28 @@ def score(model_dir_or_pair, prompts: Sequence[str], responses: Sequence[str],
         raise ValueError(f"score: {len(prompts)} prompts but {len(responses)} responses")
     if not len(prompts):
         return np.zeros(0, dtype=np.float64)
+    return _forward(model_dir_or_pair, prompts, responses, batch_size, gate=False)[:, 0]
+
+
+def gate_probabilities(model_dir_or_pair, prompts: Sequence[str], responses: Sequence[str],
+                       batch_size: int = 32) -> np.ndarray:
+    """(N, K) gate probabilities of a routed reward model (training/routing.py)."""
+    return _forward(model_dir_or_pair, prompts, responses, batch_size, gate=True)
+
+
+def _forward(model_dir_or_pair, prompts, responses, batch_size: int, gate: bool) -> np.ndarray:
     model, tokenizer = resolve(model_dir_or_pair, load_reward_model, device=default_device(),
                                dtype=inference_dtype())
+    routing = routing_of(model)
+    k = len(routing["domains"]) if routing else 1
+    if gate and not routing:
+        raise ValueError("gate_probabilities: not a routed reward model")
     device = next(model.parameters()).device
     mp, mr = get_lengths(model)
     seqs = [encode_prompt(tokenizer, p, mp) + encode_response(tokenizer, r, mr)
             for p, r in zip(prompts, responses)]
     order = np.argsort([len(s) for s in seqs], kind="stable")  # similar lengths together: less padding
-    out = np.zeros(len(seqs), dtype=np.float64)
+    out = np.zeros((len(seqs), k if gate else 1), dtype=np.float64)
     pad = tokenizer.pad_token_id
     with inference(model):
         for start in range(0, len(seqs), batch_size):
@@ -358,8 +441,9 @@ def score(model_dir_or_pair, prompts: Sequence[str], responses: Sequence[str],
             for row, i in enumerate(idx):  # right padding: the score is read at the last real token
                 ids[row, : len(seqs[i])] = torch.tensor(seqs[i])
                 mask[row, : len(seqs[i])] = 1
-            logits = model(input_ids=ids.to(device), attention_mask=mask.to(device)).logits
-            out[idx] = logits[:, 0].float().cpu().numpy()
+            logits = model(input_ids=ids.to(device), attention_mask=mask.to(device)).logits.float()
+            part = torch.softmax(logits[:, k:2 * k], dim=-1) if gate else combine(logits, k)
+            out[idx] = part.cpu().numpy()
     return out
 
 

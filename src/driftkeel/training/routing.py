@@ -1,0 +1,102 @@
+"""Domain-routed reward heads: one reward model that keeps several preference regimes apart.
+
+When the notion of a good answer differs between kinds of prompts (a real case: on HH-RLHF harmless
+the shorter answer is preferred, on AlpacaEval the longer one), one Bradley-Terry head trained on the
+mixture learns the average and loses the older domain, even with replay. With `reward.routing` the
+reward model gets K reward heads and a K-way gate on the same transformer (one sequence classifier
+with 2K outputs, so it saves, registers and loads like any Hugging Face model):
+
+    logits[..., :K]  = r_k    the reward under domain k's preferences
+    logits[..., K:]  = g_k    the gate: which domain this conversation belongs to
+    reward           = sum_k softmax(g)_k * r_k
+
+Training: each pair's Bradley-Terry loss uses the head of its own domain (the value of the pair's
+`routing.key` field; by default `source`, i.e. the replayed older data vs the new batches of the mix
+stage, so the heads follow the drift without any domain labels), and the gate learns the domain by
+cross-entropy on both sequences of the pair. Both read the last token (as every reward does), which
+in a causal transformer has seen the whole prompt. Domains with fewer than `routing.min_pairs` pairs
+have no head of their own, nor have pairs whose value is in `routing.shared` (the mix stage's
+`synthetic` pairs): their pairs train every head.
+
+The routing (domain names, key) is recorded in the model's config (`config.driftkeel["routing"]`), so
+:func:`combine` turns raw logits into the reward wherever a reward model is scored: `reward.score`,
+the ensemble, PPO's in-loop reward.
+"""
+from __future__ import annotations
+
+from collections import Counter
+from typing import Sequence
+
+import torch
+
+ROUTING = "routing"
+SHARED = -1  # domain index of pairs that train every head
+
+
+def routing_of(model) -> dict | None:
+    """{"key", "domains"} recorded in the model's config, or None (a plain one-head reward model)."""
+    rec = getattr(getattr(model, "config", None), "driftkeel", None) or {}
+    r = rec.get(ROUTING)
+    return dict(r) if r and len(r.get("domains") or ()) > 1 else None
+
+
+def set_routing(model, key: str, domains: Sequence[str]) -> None:
+    rec = dict(getattr(model.config, "driftkeel", None) or {})
+    rec[ROUTING] = {"key": key, "domains": list(domains)}
+    model.config.driftkeel = rec
+
+
+def n_outputs(domains: Sequence[str]) -> int:
+    """Outputs of the score head: 1 without routing, 2K with K > 1 domains."""
+    return 2 * len(domains) if len(domains) > 1 else 1
+
+
+def domain_of(pair: dict, key: str) -> str:
+    value = pair.get(key)
+    return "" if value is None else str(value)
+
+
+def plan_domains(pairs: Sequence[dict], key: str, min_pairs: int, shared: Sequence[str] = ()
+                 ) -> tuple[list[str], list[int]]:
+    """(domains with a head, sorted; per pair its head index or SHARED). Pairs without the key, with a
+    value in `shared` or of a domain under `min_pairs` pairs are SHARED. Fewer than two domains with a
+    head -> ([], all SHARED): no routing, a plain reward model."""
+    counts = Counter(domain_of(p, key) for p in pairs)
+    domains = sorted(d for d, n in counts.items() if d and d not in set(shared) and n >= min_pairs)
+    if len(domains) < 2:
+        return [], [SHARED] * len(pairs)
+    index = {d: i for i, d in enumerate(domains)}
+    return domains, [index.get(domain_of(p, key), SHARED) for p in pairs]
+
+
+def combine(logits: torch.Tensor, k: int) -> torch.Tensor:
+    """(..., 2K) raw outputs -> (..., 1) gated reward; (..., 1) passes through (k <= 1)."""
+    if k <= 1:
+        return logits[..., :1]
+    heads, gate = logits[..., :k], logits[..., k:2 * k]
+    return (torch.softmax(gate.float(), dim=-1) * heads.float()).sum(dim=-1, keepdim=True).to(logits.dtype)
+
+
+def routed_loss(chosen: torch.Tensor, rejected: torch.Tensor, domain: torch.Tensor, k: int,
+                weight: torch.Tensor, margin: torch.Tensor | None = None, gate_weight: float = 1.0
+                ) -> tuple[torch.Tensor, torch.Tensor]:
+    """Weighted Bradley-Terry loss on each pair's own head (SHARED pairs: the mean over heads) plus
+    `gate_weight` x the gate's cross-entropy on both sequences of the pairs with a domain.
+    chosen / rejected: (B, 2K) logits. Returns (loss, the pairs' reward differences for metrics)."""
+    import torch.nn.functional as F
+
+    own = domain.clamp_min(0)
+    shared = domain < 0
+    diff_all = chosen[:, :k] - rejected[:, :k]                              # (B, K)
+    diff = diff_all.gather(1, own[:, None]).squeeze(1)
+    diff = torch.where(shared, diff_all.mean(dim=1), diff)
+    if margin is not None:
+        diff = diff - margin
+    w = weight.to(diff.dtype)
+    loss = (-F.logsigmoid(diff) * w).sum() / w.sum().clamp_min(1e-8)
+    has = ~shared
+    if gate_weight > 0 and bool(has.any()):
+        gates = torch.cat([chosen[has, k:2 * k], rejected[has, k:2 * k]])
+        target = torch.cat([own[has], own[has]])
+        loss = loss + gate_weight * F.cross_entropy(gates.float(), target)
+    return loss, diff
