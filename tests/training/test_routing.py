@@ -79,11 +79,11 @@ def flip_init(tmp_path_factory):
     return M.save_model(M.build_tiny_causal_lm(tok, COMMON.tiny_model), tok, tmp_path_factory.mktemp("i") / "init")
 
 
-def _train(flip_init, tmp_path, routing: bool):
+def _train(flip_init, tmp_path, routing: bool, steps: int = 60):
     from driftkeel.config import RoutingParams
     from driftkeel.training.reward import train_reward_member
 
-    params = REWARD.model_copy(update={"max_steps": 60, "learning_rate": 3e-3,
+    params = REWARD.model_copy(update={"max_steps": steps, "learning_rate": 3e-3,
                                        "routing": RoutingParams(enabled=routing, key="source", min_pairs=10)})
     return train_reward_member(_flip_pairs(40), _flip_pairs(8, offset=100), flip_init, tmp_path / "rm",
                                tmp_path / "ck", COMMON, params, seed=0)
@@ -123,15 +123,23 @@ def test_routed_reward_model_keeps_opposite_domains_and_loads_like_any_reward_mo
     assert np.isfinite(score(res["model_dir"], prompts, responses)).all()
 
 
-def test_one_head_trained_on_the_same_pairs_cannot_hold_both(flip_init, tmp_path):
-    """The control: the same steps without routing (the prompts differ, so it is not impossible, but the
-    tiny model does not get there) - and a routed option that is off leaves a plain one-output model."""
+def test_routing_off_or_one_domain_leaves_a_plain_one_output_model(flip_init, tmp_path):
+    """With routing off - or on, but with a single domain - the model is the plain one-output reward model
+    (also when initialised from a routed one: its 2K-output head is not copied)."""
+    from driftkeel.config import RoutingParams
     from driftkeel.training.models import load_reward_model
+    from driftkeel.training.reward import train_reward_member
     from driftkeel.training.routing import routing_of
 
-    res = _train(flip_init, tmp_path, routing=False)
+    res = _train(flip_init, tmp_path, routing=False, steps=4)
     model, _ = load_reward_model(res["model_dir"])
     assert model.config.num_labels == 1 and routing_of(model) is None and res["metrics"]["routing_heads"] == 1
+    routed = _train(flip_init, tmp_path / "r", routing=True, steps=4)
+    one = [p for p in _flip_pairs(20) if p["source"] == "new"]
+    params = REWARD.model_copy(update={"max_steps": 4, "routing": RoutingParams(enabled=True, min_pairs=10)})
+    res = train_reward_member(one, [], routed["model_dir"], tmp_path / "one", tmp_path / "ck1", COMMON, params, 0)
+    model, _ = load_reward_model(res["model_dir"])
+    assert model.config.num_labels == 1 and routing_of(model) is None
 
 
 @pytest.mark.slow
