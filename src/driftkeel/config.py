@@ -237,7 +237,7 @@ class SftParams(TrainParams):
 class RoutingParams(_Section):
     """Domain-routed reward heads (training/routing.py): K heads + a K-way gate in one reward model."""
     enabled: bool = False
-    key: str = "source"                      # pair field naming the domain: source (replay vs new) | domain | ...
+    key: str = "era"                         # pair field naming the domain: era (before/after drift) | region | source
     min_pairs: int = Field(50, ge=1)         # a domain needs this many training pairs for a head of its own
     gate_weight: float = Field(1.0, ge=0)    # weight of the gate's cross-entropy beside the Bradley-Terry loss
     shared: list[str] = ["synthetic"]        # key values whose pairs train every head (no head of their own)

@@ -72,7 +72,7 @@ def test_select_then_mix_write_their_outputs(project):
     mm = importlib.import_module("pipelines.mix").main()
     mix = project / "outputs" / "mix"
     train, evl = read_jsonl(mix / "train.jsonl"), read_jsonl(mix / "eval.jsonl")
-    assert set(train[0]) == {"pair_id", "prompt", "chosen", "rejected", "weight", "batch", "source"}
+    assert set(train[0]) == {"pair_id", "prompt", "chosen", "rejected", "weight", "batch", "source", "region", "era"}
     assert mm["n_synthetic"] > 0 and all(r["source"] != "synthetic" for r in evl)
     queued = {q["pair_id"] for q in queue}
     assert not {r["pair_id"].split(":", 1)[1] for r in train if r["source"] == "synthetic"} & queued

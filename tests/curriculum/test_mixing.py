@@ -99,3 +99,23 @@ def test_empty_and_all_ties():
     cons["label"] = "tie"
     mix = build_mix(cons, MixParams(), seed=0)
     assert mix.metrics["n_mix"] == 0 and len(mix.train) == 0 and mix.notes
+
+
+def test_drift_era_splits_at_the_first_alarm_outside_the_reference():
+    from driftkeel.curriculum.mixing import first_drift_batch
+
+    hist = [{"batch": 0, "alarm": True, "in_reference": True},      # the reference never counts
+            {"batch": 1, "alarm": False}, {"batch": 2, "alarm": False},
+            {"batch": 3, "alarm": True}, {"batch": 4, "alarm": False}, {"batch": 5, "alarm": True}]
+    report = {"history": hist}
+    assert first_drift_batch(report) == 3
+    assert first_drift_batch({"history": hist[:3]}) is None and first_drift_batch(None) is None
+    cons = _consensus()
+    mix = build_mix(cons, MixParams(new_batches=2, replay_fraction=0.5, eval_fraction=0.1), seed=0,
+                    drift_report=report)
+    both = pd.concat([mix.train, mix.eval])
+    assert set(both[both["batch"] >= 3]["era"]) == {"after"} and set(both[both["batch"] < 3]["era"]) == {"before"}
+    assert mix.metrics["first_drift_batch"] == 3
+    assert mix.metrics["n_after_drift_pairs"] == int((both["era"] == "after").sum()) > 0
+    quiet = build_mix(cons, MixParams(new_batches=2, replay_fraction=0.5, eval_fraction=0.1), seed=0)
+    assert set(quiet.train["era"]) == {"before"} and quiet.metrics["first_drift_batch"] is None

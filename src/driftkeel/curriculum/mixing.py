@@ -15,6 +15,9 @@
 - Per-cluster mixture weights: pairs whose prompt is in a cluster the drift report flags as new get
   weight x `mix.new_cluster_weight` (grown clusters half that boost; active/drift_prior.py), then all
   weights are divided by the largest factor (the reward loss is weight-averaged: only ratios matter).
+- Drift era per pair: "before" for batches before the first batch (outside the reference) on which
+  the drift report's history raised an alarm, "after" from it on (all "before" without an alarm or a
+  report). `reward.routing.key: era` trains one reward head per era (training/routing.py).
 - Synthetic feedback (`mix.synthetic`, curriculum/synthetic.py): confident surrogate-ensemble labels
   of pool pairs, source "synthetic", train only (never eval).
 """
@@ -28,7 +31,7 @@ import pandas as pd
 from driftkeel.config import MixParams
 from driftkeel.curriculum.difficulty import cross_fitted_p_chosen, difficulty, order_rows
 
-PAIR_FIELDS = ["pair_id", "prompt", "chosen", "rejected", "weight", "batch", "source"]
+PAIR_FIELDS = ["pair_id", "prompt", "chosen", "rejected", "weight", "batch", "source", "region", "era"]
 
 
 @dataclass
@@ -113,6 +116,14 @@ def replay_share(params: MixParams, drift_level: int | None) -> tuple[float, str
     return float(params.replay_fraction), "mix.replay_fraction"
 
 
+def first_drift_batch(report: dict | None) -> int | None:
+    """The first batch outside the reference window whose drift history entry raised an alarm."""
+    hist = (report or {}).get("history") if isinstance(report, dict) else None
+    flagged = [int(h["batch"]) for h in hist or [] if isinstance(h, dict) and h.get("alarm")
+               and not h.get("in_reference") and h.get("batch") is not None]
+    return min(flagged) if flagged else None
+
+
 def _features(embedder, prompts, a, b):
     from driftkeel.active.surrogate import pair_features
 
@@ -162,6 +173,9 @@ def build_mix(consensus: pd.DataFrame, params: MixParams, seed: int = 0, *, embe
     mix = mix.assign(region=[r or "other" for r in prior.region] if len(mix) else [],
                      weight=mix["weight"].to_numpy(dtype=float) * factor / max(top, 1e-12))
 
+    onset = first_drift_batch(drift_report)
+    mix = mix.assign(era=np.where(mix["batch"].to_numpy() >= onset, "after", "before") if onset is not None
+                     else "before")
     ev = group_split(mix["prompt_id"], params.eval_fraction, seed + 1)
     train_h, evl = mix[~ev], mix[ev].sort_values("pair_id").reset_index(drop=True)
 
@@ -185,7 +199,8 @@ def build_mix(consensus: pd.DataFrame, params: MixParams, seed: int = 0, *, embe
                                             max_share=params.synthetic_max_share, weight=params.synthetic_weight,
                                             seed=seed, exclude=queued)
             if len(syn):
-                syn = syn.assign(source="synthetic", p_chosen=np.nan, difficulty=0.0, close=False, region="synthetic")
+                syn = syn.assign(source="synthetic", p_chosen=np.nan, difficulty=0.0, close=False, region="synthetic",
+                                 era="synthetic")
             notes.append(f"synthetic feedback: {syn_info.get('n_synthetic', 0)} pool pairs labelled by the "
                          f"surrogate ensemble (source 'synthetic', train only)")
     train_all = pd.concat([train_h, syn], ignore_index=True) if len(syn) else train_h
@@ -219,6 +234,8 @@ def build_mix(consensus: pd.DataFrame, params: MixParams, seed: int = 0, *, embe
         "mean_difficulty_train": float(train["difficulty"].mean()) if len(train) else None,
         "n_close_train": int(train["close"].sum()) if len(train) else 0,
         "n_new_cluster_pairs": int((mix["region"] == "new").sum()) if n_mix else 0,
+        "first_drift_batch": onset,
+        "n_after_drift_pairs": int((mix["era"] == "after").sum()) if n_mix else 0,
         "n_synthetic": int(syn_info.get("n_synthetic", 0)),
         "synthetic_share_train": float((train["source"] == "synthetic").mean()) if len(train) else 0.0,
         **region_share,

@@ -11,9 +11,9 @@ with 2K outputs, so it saves, registers and loads like any Hugging Face model):
     reward           = sum_k softmax(g)_k * r_k
 
 Training: each pair's Bradley-Terry loss uses the head of its own domain (the value of the pair's
-`routing.key` field; by default `source`, i.e. the replayed older data vs the new batches of the mix
-stage, so the heads follow the drift without any domain labels), and the gate learns the domain by
-cross-entropy on both sequences of the pair. Both read the last token (as every reward does), which
+`routing.key` field; by default `era`, which the mix stage sets to "before" / "after" the first batch
+the drift stage raised an alarm on, so the heads follow the drift without any domain labels), and the
+gate learns the domain by cross-entropy on both sequences of the pair. Both read the last token (as every reward does), which
 in a causal transformer has seen the whole prompt. Domains with fewer than `routing.min_pairs` pairs
 have no head of their own, nor have pairs whose value is in `routing.shared` (the mix stage's
 `synthetic` pairs): their pairs train every head.
