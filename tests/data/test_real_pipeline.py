@@ -21,7 +21,8 @@ pytestmark = [pytest.mark.slow,
               pytest.mark.skipif(not SHARED.is_dir(), reason=f"shared data not found at {SHARED}")]
 
 TINY = {
-    "common": {"tiny_model": {"vocab_size": 400, "n_embd": 32, "n_layer": 1, "n_head": 2, "n_positions": 192}},
+    "common": {"tiny_model": {"vocab_size": 400, "n_embd": 32, "n_layer": 1, "n_head": 2, "n_positions": 192},
+               "max_response_tokens": 96},
     "drift": {"reference_batches": 1, "min_window": 20, "n_permutations": 100, "topics": 0},
     "aggregate": {"bootstrap_samples": 20},
     "select": {"k": 10},

@@ -104,22 +104,22 @@ def test_routed_reward_model_keeps_opposite_domains_and_loads_like_any_reward_mo
     assert model.config.num_labels == 4 and routing_of(model) == {"key": "source", "domains": ["new", "replay"]}
     assert pairwise_accuracy((model, tok), quiet) == 1.0 and pairwise_accuracy((model, tok), loud) == 1.0
     assert m["eval_accuracy_domain_0"] == 1.0 and m["eval_accuracy_domain_1"] == 1.0   # new = loud, replay = quiet
-    g = gate_probabilities((model, tok), [p["prompt"] for p in held], [p["chosen"] for p in held])
+    g = gate_probabilities((model, tok), [p["prompt"] for p in held])
     assert g.shape == (16, 2) and np.allclose(g.sum(axis=1), 1.0)
     assert (g[0::2, 1] > 0.9).all() and (g[1::2, 0] > 0.9).all() and m["gate_accuracy"] == 1.0
-    # the in-loop PPO reward (per-token heads) at the last token equals score(), standardised
+    # the in-loop PPO reward (per-token heads, gate at the last prompt token) at the last token equals
+    # score() (gate from a prompt-only pass), standardised
     prompts, responses = [p["prompt"] for p in held], [p["chosen"] for p in held]
     ens = RewardEnsemble([res["model_dir"]])
     crm = ConservativeRewardModel(load_members([res["model_dir"]]), lam=0.0).eval()
     from driftkeel.training.models import encode_prompt, encode_response
 
     for p, r, want in zip(prompts[:4], responses[:4], ens.standardised(prompts, responses)[0][:4]):
-        ids = torch.tensor([encode_prompt(tok, p, COMMON.max_prompt_tokens)
-                            + encode_response(tok, r, COMMON.max_response_tokens)])
+        prompt_ids = encode_prompt(tok, p, COMMON.max_prompt_tokens)
+        ids = torch.tensor([prompt_ids + encode_response(tok, r, COMMON.max_response_tokens)])
         with torch.no_grad():
-            hidden = crm.backbone(input_ids=ids, attention_mask=torch.ones_like(ids)).hidden_states[-1]
-            got = crm.score(hidden)[0, -1, 0].item()
-        assert got == pytest.approx(want, abs=1e-4)
+            got = crm(ids, attention_mask=torch.ones_like(ids), prompt_end=len(prompt_ids) - 1).logits[0, -1, 0]
+        assert got.item() == pytest.approx(want, abs=1e-4)
     assert np.isfinite(score(res["model_dir"], prompts, responses)).all()
 
 
@@ -165,3 +165,30 @@ def test_ppo_and_rloo_train_against_a_routed_reward_model(sft_run, tmp_path):
     rl = RlParams(algorithm="rloo")
     res = train_online(sft_run["model_dir"], rm["model_dir"], prompts, tmp_path / "rloo", COMMON, PPO, rl)
     assert res["metrics"]["steps"] >= 1 and np.isfinite(res["metrics"]["mean_score"])
+
+
+def test_ppo_points_the_gates_at_the_last_query_token(monkeypatch):
+    """TRL's PPO left-pads queries to `context_length`: during training each reward call reads the gate
+    there; the value model (a plain head) is left alone; afterwards nothing is left set."""
+    import trl.experimental.ppo.ppo_trainer as ppo_trainer
+    from torch import nn
+
+    from driftkeel.training.ensemble import _Heads, gates_at_prompt_end
+
+    seen = []
+    monkeypatch.setattr(ppo_trainer, "get_reward", lambda model, qr, pad, ctx: seen.append(
+        getattr(model.score, "prompt_end", "plain")))
+    rm = nn.Module()
+    rm.score = _Heads([nn.Linear(4, 4)], [4], [0.0], [1.0], 0.0, [2])
+    value = nn.Module()
+    value.score = nn.Linear(4, 1)
+    with gates_at_prompt_end(rm):
+        ppo_trainer.get_reward(rm, None, 0, 7)
+        ppo_trainer.get_reward(value, None, 0, 9)
+    assert seen == [6, "plain"] and rm.score.prompt_end is None
+    hidden = torch.randn(2, 5, 4)
+    rm.score.prompt_end = 1
+    per_token = rm.score(hidden).squeeze(-1)
+    logits = rm.score.heads[0](hidden)
+    gate = torch.softmax(logits[:, 1:2, 2:4], dim=-1)
+    assert torch.allclose(per_token, (gate * logits[..., :2]).sum(-1), atol=1e-6)

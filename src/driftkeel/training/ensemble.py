@@ -15,6 +15,7 @@ calls `model.<base_model_prefix>(...)` then `model.score(hidden_states[-1])` per
 """
 from __future__ import annotations
 
+import contextlib
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Sequence
@@ -79,6 +80,12 @@ class _Backbones(nn.Module):
 
 
 class _Heads(nn.Module):
+    """Per-token standardised member rewards -> the conservative reward. A routed member's gate is read
+    at `prompt_end` (the last prompt token; TRL's PPO left-pads queries, so it is context_length - 1 for
+    every row: training/ppo.py sets it before each reward call)."""
+
+    prompt_end: int | None = None
+
     def __init__(self, heads: Sequence[nn.Module], widths: Sequence[int], offsets, temperatures, lam: float,
                  n_heads: Sequence[int] | None = None):
         super().__init__()
@@ -91,8 +98,14 @@ class _Heads(nn.Module):
 
     def forward(self, hidden: torch.Tensor) -> torch.Tensor:
         parts = torch.split(hidden, self.widths, dim=-1)
-        z = torch.stack([combine(h(p), k).squeeze(-1).float()
-                         for h, p, k in zip(self.heads, parts, self.n_heads)], dim=-1)
+        z = []
+        for h, p, k in zip(self.heads, parts, self.n_heads):
+            out = h(p)
+            gate = None
+            if k > 1 and self.prompt_end is not None and out.dim() >= 3:
+                gate = out[..., self.prompt_end:self.prompt_end + 1, :]      # (B, 1, 2K): every token
+            z.append(combine(out, k, gate).squeeze(-1).float())
+        z = torch.stack(z, dim=-1)
         z = (z - self.offsets) / self.temperatures
         mean = z.mean(dim=-1)
         std = z.std(dim=-1, unbiased=False) if z.shape[-1] > 1 else torch.zeros_like(mean)
@@ -119,9 +132,40 @@ class ConservativeRewardModel(nn.Module):
                             [len((routing_of(m) or {}).get("domains") or [0]) for m in members])
         self.config = members[0].config
 
-    def forward(self, input_ids, attention_mask=None, **kwargs):  # whole-sequence use (tests, tools)
+    @property
+    def routed(self) -> bool:
+        return any(k > 1 for k in self.score.n_heads)
+
+    def forward(self, input_ids, attention_mask=None, prompt_end: int | None = None, **kwargs):
+        """Whole-sequence use (tests, tools): per-token rewards; `prompt_end` as in _Heads."""
         out = self.backbone(input_ids=input_ids, attention_mask=attention_mask, **kwargs)
-        return SimpleNamespace(logits=self.score(out.hidden_states[-1]))
+        self.score.prompt_end = prompt_end
+        try:
+            return SimpleNamespace(logits=self.score(out.hidden_states[-1]))
+        finally:
+            self.score.prompt_end = None
+
+
+@contextlib.contextmanager
+def gates_at_prompt_end(reward_model: "ConservativeRewardModel"):
+    """While TRL's PPO runs: before each reward call, point the routed members' gates at the last query
+    token (queries are left-padded to `context_length`)."""
+    import trl.experimental.ppo.ppo_trainer as ppo_trainer
+
+    original = ppo_trainer.get_reward
+
+    def get_reward(model, query_responses, pad_token_id, context_length):
+        heads = getattr(model, "score", None)
+        if isinstance(heads, _Heads):   # the reward model (also when a wrapper forwards `score`)
+            heads.prompt_end = context_length - 1
+        return original(model, query_responses, pad_token_id, context_length)
+
+    ppo_trainer.get_reward = get_reward
+    try:
+        yield
+    finally:
+        ppo_trainer.get_reward = original
+        reward_model.score.prompt_end = None
 
 
 def load_members(dirs: Sequence[str | Path]) -> list[nn.Module]:

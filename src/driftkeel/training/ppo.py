@@ -157,7 +157,7 @@ def train_ppo(policy_dir: str | Path, reward_dir, prompts: Sequence[str], out_di
     from trl.experimental.ppo import PPOConfig
 
     from driftkeel.training import lora as lora_mod
-    from driftkeel.training.ensemble import ConservativeRewardModel, load_members
+    from driftkeel.training.ensemble import ConservativeRewardModel, gates_at_prompt_end, load_members
 
     rl = rl or RlParams()
     reward_dirs = [Path(d) for d in (reward_dir if isinstance(reward_dir, (list, tuple)) else [reward_dir])]
@@ -230,8 +230,8 @@ def train_ppo(policy_dir: str | Path, reward_dir, prompts: Sequence[str], out_di
             quiet(trainer)
             ckpt.add_callbacks(trainer)
             t0 = time.perf_counter()
-            with cpu_threads(policy), contextlib.redirect_stdout(io.StringIO()):  # "===training policy==="
-                trainer.train()
+            with cpu_threads(policy), contextlib.redirect_stdout(io.StringIO()), gates_at_prompt_end(reward_model):
+                trainer.train()  # (stdout: "===training policy==="; routed reward gates read the last query token)
             seconds += time.perf_counter() - t0
         for r in trainer.state.log_history:
             if "objective/scores" in r:

@@ -73,6 +73,7 @@ def encode_pairs(tokenizer, pairs: Sequence[dict], max_prompt_tokens: int,
         })
         if domains is not None:
             rows[-1]["domain"] = int(domains[i])
+            rows[-1]["prompt_ids"] = prompt_ids   # the gate reads the last prompt token
     return rows
 
 
@@ -85,7 +86,21 @@ class WeightedPreferenceCollator(DataCollatorForPreference):
             out["weight"] = torch.tensor([float(e["weight"]) for e in examples], dtype=torch.float)
         if "domain" in examples[0]:
             out["domain"] = torch.tensor([int(e["domain"]) for e in examples], dtype=torch.long)
+        if "prompt_ids" in examples[0]:
+            out["prompt_input_ids"], out["prompt_attention_mask"] = right_padded(
+                [e["prompt_ids"] for e in examples], self.pad_token_id)
         return out
+
+
+def right_padded(seqs: Sequence[Sequence[int]], pad: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """(ids, mask) of right-padded sequences: a sequence classifier reads its last real token."""
+    width = max(len(s) for s in seqs)
+    ids = torch.full((len(seqs), width), pad, dtype=torch.long)
+    mask = torch.zeros((len(seqs), width), dtype=torch.long)
+    for row, seq in enumerate(seqs):
+        ids[row, : len(seq)] = torch.tensor(list(seq), dtype=torch.long)
+        mask[row, : len(seq)] = 1
+    return ids, mask
 
 
 class WeightedRewardTrainer(RewardTrainer):
@@ -106,7 +121,7 @@ class WeightedRewardTrainer(RewardTrainer):
 
     def _set_signature_columns_if_needed(self):
         if self._signature_columns is None:
-            self._signature_columns = ["chosen_ids", "rejected_ids", "margin", "weight", "domain"]
+            self._signature_columns = ["chosen_ids", "rejected_ids", "margin", "weight", "domain", "prompt_ids"]
 
     def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
         if self.n_heads > 1:
@@ -131,10 +146,13 @@ class WeightedRewardTrainer(RewardTrainer):
 
         domain, weight, margin = inputs.pop("domain"), inputs.pop("weight", None), inputs.pop("margin", None)
         outputs = model(input_ids=inputs["input_ids"], attention_mask=inputs["attention_mask"], use_cache=False)
+        prompt = model(input_ids=inputs["prompt_input_ids"], attention_mask=inputs["prompt_attention_mask"],
+                       use_cache=False).logits   # = the logits at the last prompt token (causal)
         chosen, rejected = torch.chunk(outputs.logits, chunks=2)
         if weight is None:
             weight = torch.ones(chosen.shape[0], device=chosen.device)
-        loss, diff = routed_loss(chosen, rejected, domain, self.n_heads, weight, margin, self.gate_weight)
+        loss, diff = routed_loss(chosen, rejected, domain, self.n_heads, weight, margin, self.gate_weight,
+                                 prompt=prompt)
         if self.args.center_rewards_coefficient is not None:
             k = self.n_heads
             loss = loss + self.args.center_rewards_coefficient * torch.mean((chosen[:, :k] + rejected[:, :k]) ** 2)
@@ -301,8 +319,7 @@ def _routed_metrics(model, tokenizer, pairs: Sequence[dict], c: np.ndarray, r: n
         out[f"eval_accuracy_domain_{i}"] = float(pair_outcomes(c[mask], r[mask]).mean()) if mask.any() else float("nan")
     known = [(p, domains.index(n)) for p, n in zip(pairs, names) if n in domains]
     if known:
-        gates = gate_probabilities((model, tokenizer), [p["prompt"] for p, _ in known],
-                                   [p["chosen"] for p, _ in known])
+        gates = gate_probabilities((model, tokenizer), [p["prompt"] for p, _ in known])
         out["gate_accuracy"] = float(np.mean(gates.argmax(axis=1) == np.array([i for _, i in known])))
     return out
 
@@ -412,10 +429,10 @@ def score(model_dir_or_pair, prompts: Sequence[str], responses: Sequence[str],
     return _forward(model_dir_or_pair, prompts, responses, batch_size, gate=False)[:, 0]
 
 
-def gate_probabilities(model_dir_or_pair, prompts: Sequence[str], responses: Sequence[str],
-                       batch_size: int = 32) -> np.ndarray:
-    """(N, K) gate probabilities of a routed reward model (training/routing.py)."""
-    return _forward(model_dir_or_pair, prompts, responses, batch_size, gate=True)
+def gate_probabilities(model_dir_or_pair, prompts: Sequence[str], batch_size: int = 32) -> np.ndarray:
+    """(N, K) gate probabilities of a routed reward model (training/routing.py): read at the last prompt
+    token, so they depend on the prompt alone."""
+    return _forward(model_dir_or_pair, prompts, [""] * len(prompts), batch_size, gate=True)
 
 
 def _forward(model_dir_or_pair, prompts, responses, batch_size: int, gate: bool) -> np.ndarray:
@@ -427,8 +444,8 @@ def _forward(model_dir_or_pair, prompts, responses, batch_size: int, gate: bool)
         raise ValueError("gate_probabilities: not a routed reward model")
     device = next(model.parameters()).device
     mp, mr = get_lengths(model)
-    seqs = [encode_prompt(tokenizer, p, mp) + encode_response(tokenizer, r, mr)
-            for p, r in zip(prompts, responses)]
+    prompt_seqs = [encode_prompt(tokenizer, p, mp) for p in prompts]
+    seqs = [ps + encode_response(tokenizer, r, mr) for ps, r in zip(prompt_seqs, responses)]
     order = np.argsort([len(s) for s in seqs], kind="stable")  # similar lengths together: less padding
     out = np.zeros((len(seqs), k if gate else 1), dtype=np.float64)
     pad = tokenizer.pad_token_id
@@ -442,7 +459,12 @@ def _forward(model_dir_or_pair, prompts, responses, batch_size: int, gate: bool)
                 ids[row, : len(seqs[i])] = torch.tensor(seqs[i])
                 mask[row, : len(seqs[i])] = 1
             logits = model(input_ids=ids.to(device), attention_mask=mask.to(device)).logits.float()
-            part = torch.softmax(logits[:, k:2 * k], dim=-1) if gate else combine(logits, k)
+            if routing:  # the gate: the logits at the last prompt token
+                p_ids, p_mask = right_padded([prompt_seqs[i] for i in idx], pad)
+                at_prompt = model(input_ids=p_ids.to(device), attention_mask=p_mask.to(device)).logits.float()
+                part = torch.softmax(at_prompt[:, k:2 * k], dim=-1) if gate else combine(logits, k, at_prompt)
+            else:
+                part = logits[:, :1]
             out[idx] = part.cpu().numpy()
     return out
 

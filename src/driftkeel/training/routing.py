@@ -10,11 +10,15 @@ with 2K outputs, so it saves, registers and loads like any Hugging Face model):
     logits[..., K:]  = g_k    the gate: which domain this conversation belongs to
     reward           = sum_k softmax(g)_k * r_k
 
+The heads read the last token (as every reward does); the gate reads the LAST PROMPT TOKEN, which in a
+causal transformer has seen the prompt and nothing of the response. So both responses to a prompt are
+judged by the same mixture of heads, and a response cannot move the gate (a policy cannot buy the
+other domain's preferences by writing in its style).
+
 Training: each pair's Bradley-Terry loss uses the head of its own domain (the value of the pair's
 `routing.key` field; by default `era`, which the mix stage sets to "before" / "after" the first batch
 the drift stage raised an alarm on, so the heads follow the drift without any domain labels), and the
-gate learns the domain by cross-entropy on both sequences of the pair. Both read the last token (as every reward does), which
-in a causal transformer has seen the whole prompt. Domains with fewer than `routing.min_pairs` pairs
+gate learns the domain by cross-entropy on the prompt. Domains with fewer than `routing.min_pairs` pairs
 have no head of their own, nor have pairs whose value is in `routing.shared` (the mix stage's
 `synthetic` pairs): their pairs train every head.
 
@@ -69,20 +73,23 @@ def plan_domains(pairs: Sequence[dict], key: str, min_pairs: int, shared: Sequen
     return domains, [index.get(domain_of(p, key), SHARED) for p in pairs]
 
 
-def combine(logits: torch.Tensor, k: int) -> torch.Tensor:
-    """(..., 2K) raw outputs -> (..., 1) gated reward; (..., 1) passes through (k <= 1)."""
+def combine(logits: torch.Tensor, k: int, gate_logits: torch.Tensor | None = None) -> torch.Tensor:
+    """(..., 2K) raw outputs -> (..., 1) gated reward; (..., 1) passes through (k <= 1). `gate_logits`:
+    the outputs at the last prompt token (broadcastable to `logits`), whose gate part is used."""
     if k <= 1:
         return logits[..., :1]
-    heads, gate = logits[..., :k], logits[..., k:2 * k]
+    heads = logits[..., :k]
+    gate = (logits if gate_logits is None else gate_logits)[..., k:2 * k]
     return (torch.softmax(gate.float(), dim=-1) * heads.float()).sum(dim=-1, keepdim=True).to(logits.dtype)
 
 
 def routed_loss(chosen: torch.Tensor, rejected: torch.Tensor, domain: torch.Tensor, k: int,
-                weight: torch.Tensor, margin: torch.Tensor | None = None, gate_weight: float = 1.0
-                ) -> tuple[torch.Tensor, torch.Tensor]:
+                weight: torch.Tensor, margin: torch.Tensor | None = None, gate_weight: float = 1.0,
+                prompt: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
     """Weighted Bradley-Terry loss on each pair's own head (SHARED pairs: the mean over heads) plus
-    `gate_weight` x the gate's cross-entropy on both sequences of the pairs with a domain.
-    chosen / rejected: (B, 2K) logits. Returns (loss, the pairs' reward differences for metrics)."""
+    `gate_weight` x the gate's cross-entropy on the pairs with a domain. chosen / rejected: (B, 2K)
+    logits at the last token; prompt: (B, 2K) logits at the last prompt token (the gate's input; None:
+    the gate of both sequences' last token). Returns (loss, the pairs' reward differences for metrics)."""
     import torch.nn.functional as F
 
     own = domain.clamp_min(0)
@@ -96,7 +103,10 @@ def routed_loss(chosen: torch.Tensor, rejected: torch.Tensor, domain: torch.Tens
     loss = (-F.logsigmoid(diff) * w).sum() / w.sum().clamp_min(1e-8)
     has = ~shared
     if gate_weight > 0 and bool(has.any()):
-        gates = torch.cat([chosen[has, k:2 * k], rejected[has, k:2 * k]])
-        target = torch.cat([own[has], own[has]])
+        if prompt is not None:
+            gates, target = prompt[has, k:2 * k], own[has]
+        else:
+            gates = torch.cat([chosen[has, k:2 * k], rejected[has, k:2 * k]])
+            target = torch.cat([own[has], own[has]])
         loss = loss + gate_weight * F.cross_entropy(gates.float(), target)
     return loss, diff
