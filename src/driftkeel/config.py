@@ -191,6 +191,7 @@ class MixParams(_Section):
     replay_fraction: float = Field(0.3, ge=0, lt=1)
     replay_from_drift: bool = False                # take the replay share from the drift level instead
     replay_by_level: dict[int, float] = {0: 0.1, 1: 0.2, 2: 0.3, 3: 0.4}
+    replay_pool: Literal["older", "before_drift"] = "older"   # before_drift: pre-drift batches first
     eval_fraction: float = Field(0.1, ge=0, lt=1)
     order: Literal["easy_to_hard", "pacing", "shuffle"] = "easy_to_hard"
     pacing_phases: int = Field(3, ge=1)            # pacing: easy third first, then easy+medium, then all

@@ -119,3 +119,19 @@ def test_drift_era_splits_at_the_first_alarm_outside_the_reference():
     assert mix.metrics["n_after_drift_pairs"] == int((both["era"] == "after").sum()) > 0
     quiet = build_mix(cons, MixParams(new_batches=2, replay_fraction=0.5, eval_fraction=0.1), seed=0)
     assert set(quiet.train["era"]) == {"before"} and quiet.metrics["first_drift_batch"] is None
+
+
+def test_replay_pool_before_drift_takes_pre_drift_batches_first():
+    cons = _consensus(n_batches=8)
+    cons["label"] = "a"
+    report = {"history": [{"batch": b, "alarm": b >= 3, "in_reference": b < 2} for b in range(8)]}
+    p = MixParams(new_batches=2, replay_fraction=0.2, eval_fraction=0.0, replay_pool="before_drift")
+    mix = build_mix(cons, p, seed=0, drift_report=report)
+    replay = mix.train[mix.train["source"] == "replay"]
+    assert len(replay) == replay_size(100, 0.2) == 25 and set(replay["batch"]) <= {0, 1, 2}   # 150 pre-drift
+    big = build_mix(cons, p.model_copy(update={"replay_fraction": 0.7}), seed=0, drift_report=report)
+    rb = big.train[big.train["source"] == "replay"]["batch"]
+    assert len(rb) == replay_size(100, 0.7) == 233 and (rb < 3).sum() == 150 and (rb >= 3).sum() == 83
+    # no alarm: like "older"
+    flat = build_mix(cons, p, seed=0)
+    assert set(flat.train[flat.train["source"] == "replay"]["batch"]) - {0, 1, 2}

@@ -7,6 +7,9 @@
   (capped by the older comparisons available; the shortfall is reported).
 - `mix.eval_fraction` of the mix is held out by prompt_id (a group split: a prompt never appears in
   both train and eval).
+- Replay pool: `mix.replay_pool: older` samples all older batches alike; `before_drift` takes the
+  batches before the first drift alarm first (what the drift made old is what must not be forgotten;
+  the later older batches are like the new ones), then the rest.
 - Replay share: `mix.replay_fraction`, or with `mix.replay_from_drift` the share `mix.replay_by_level`
   gives the drift decision's level (more drift, more replay against forgetting).
 - Difficulty per pair (curriculum/difficulty.py: consensus confidence, the cross-fitted surrogate
@@ -148,7 +151,17 @@ def build_mix(consensus: pd.DataFrame, params: MixParams, seed: int = 0, *, embe
         notes.append(f"replay wanted {want} older pairs but only {len(old)} exist: replay share is "
                      f"{n_replay / max(len(new) + n_replay, 1):.3f} instead of {fraction}")
     rng = np.random.default_rng(seed)
-    replay = old.iloc[np.sort(rng.choice(len(old), size=n_replay, replace=False))] if n_replay else old.iloc[:0]
+    onset = first_drift_batch(drift_report)
+    if params.replay_pool == "before_drift" and onset is not None and n_replay:
+        # what the drift made old is what must not be forgotten: pre-drift pairs first, then the rest
+        pre = np.flatnonzero(old["batch"].to_numpy() < onset)
+        post = np.flatnonzero(old["batch"].to_numpy() >= onset)
+        take = rng.choice(pre, size=min(n_replay, len(pre)), replace=False)
+        if len(take) < n_replay:
+            take = np.concatenate([take, rng.choice(post, size=n_replay - len(take), replace=False)])
+        replay = old.iloc[np.sort(take)]
+    else:
+        replay = old.iloc[np.sort(rng.choice(len(old), size=n_replay, replace=False))] if n_replay else old.iloc[:0]
     mix = pd.concat([new.assign(source="new"), replay.assign(source="replay")], ignore_index=True)
     if mix.empty:
         notes.append("no usable labelled pairs: the mix is empty")
@@ -173,7 +186,6 @@ def build_mix(consensus: pd.DataFrame, params: MixParams, seed: int = 0, *, embe
     mix = mix.assign(region=[r or "other" for r in prior.region] if len(mix) else [],
                      weight=mix["weight"].to_numpy(dtype=float) * factor / max(top, 1e-12))
 
-    onset = first_drift_batch(drift_report)
     mix = mix.assign(era=np.where(mix["batch"].to_numpy() >= onset, "after", "before") if onset is not None
                      else "before")
     ev = group_split(mix["prompt_id"], params.eval_fraction, seed + 1)
