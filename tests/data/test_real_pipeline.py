@@ -28,7 +28,7 @@ TINY = {
     "select": {"k": 10},
     "mix": {"new_batches": 2},
     "sft": {"epochs": 1},
-    "reward": {"epochs": 1, "max_steps": 6, "ensemble_size": 1, "routing": {"min_pairs": 10}},
+    "reward": {"epochs": 1, "max_steps": 6, "ensemble_size": 1, "routing": {"enabled": True, "min_pairs": 10}},
     "ppo": {"total_episodes": 16, "batch_size": 8, "mini_batch_size": 4, "response_length": 12, "n_prompts": 32},
     "evaluate": {"min_reward_accuracy": 0.0, "max_policy_reward_drop": 100.0, "n_samples": 8,
                  "min_policy_win_rate": None, "max_reward_accuracy_drop": None, "max_forgetting": None,
@@ -83,7 +83,8 @@ def test_dvc_repro_whole_chain_on_shared_slice(tmp_path):
     report = json.loads((root / "data" / "prepare_report.json").read_text())
     validate = json.loads((root / "outputs" / "validate" / "metrics.json").read_text())
     assert validate["rows_in"] == report["n_judgements"]
-    # the HH -> AlpacaEval shift: the drift stage alarms, the mix splits the eras, the reward model is routed
+    # the HH -> AlpacaEval shift: the drift stage alarms, the mix splits the eras, the (routed) reward model
+    # has a head per era
     mix = json.loads((root / "outputs" / "mix" / "metrics.json").read_text())
     reward = json.loads((root / "outputs" / "reward" / "metrics.json").read_text())
     assert mix["first_drift_batch"] is not None and mix["n_after_drift_pairs"] > 0
