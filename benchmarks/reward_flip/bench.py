@@ -120,12 +120,15 @@ def label_regions(pairs: list[dict], ref_prompts: list[str], clusters: dict, see
         p["region"] = r or "other"
 
 
-def _member_acc(ens, pairs: list[dict]) -> np.ndarray:
+def accuracies(ens, pairs: list[dict]) -> tuple[float, list[float]]:
+    """(accuracy of the standardised ensemble mean, as RewardEnsemble.pair_stats; each member's), from
+    one scoring pass."""
     from driftkeel.evaluation.metrics import pairwise_accuracy
 
-    prompts = [p["prompt"] for p in pairs]
+    n, prompts = len(pairs), [p["prompt"] for p in pairs]
     z = ens.standardised(prompts + prompts, [p["chosen"] for p in pairs] + [p["rejected"] for p in pairs])
-    return np.array([pairwise_accuracy(row[: len(pairs)], row[len(pairs):]) for row in z])
+    mean = z.mean(axis=0)
+    return pairwise_accuracy(mean[:n], mean[n:]), [float(pairwise_accuracy(row[:n], row[n:])) for row in z]
 
 
 def main(argv=None) -> dict:
@@ -224,10 +227,10 @@ def main(argv=None) -> dict:
         res = train_reward(train, cal, init, work / name, common, params)
         seconds = time.perf_counter() - t0
         ens = RewardEnsemble(res["member_dirs"])
-        acc = {d: ens.pair_stats(t)["accuracy"] for d, t in tests.items()}
+        scored = {d: accuracies(ens, t) for d, t in tests.items()}
+        acc = {d: a for d, (a, _) in scored.items()}
         row = {"acc_A": acc["A"], "acc_B": acc["B"], "train_seconds": seconds, "n_train": len(train),
-               "members_acc_A": [float(x) for x in _member_acc(ens, tests["A"])],
-               "members_acc_B": [float(x) for x in _member_acc(ens, tests["B"])],
+               "members_acc_A": scored["A"][1], "members_acc_B": scored["B"][1],
                "se_A": float(np.sqrt(acc["A"] * (1 - acc["A"]) / len(tests["A"]))),
                "se_B": float(np.sqrt(acc["B"] * (1 - acc["B"]) / len(tests["B"]))),
                "n_train_A": sum(p["source"] == "replay" for p in train),

@@ -31,22 +31,23 @@ def test_combine_is_the_gate_weighted_head_reward():
 
 
 def test_routed_loss_uses_each_pairs_own_head_and_trains_the_gate():
-    # head 0 prefers chosen by 2, head 1 prefers rejected by 2 (B=2 pairs, K=2)
+    # head 0 prefers chosen by 2, head 1 prefers rejected by 2 (B=2 pairs, K=2); the prompt logits (the
+    # gate's input) are the chosen rows here
     chosen = torch.tensor([[2.0, -2.0, 5.0, -5.0], [2.0, -2.0, -5.0, 5.0]])
     rejected = torch.zeros(2, 4)
     rejected[:, 2:] = chosen[:, 2:]
     w = torch.ones(2)
-    loss, diff = routed_loss(chosen, rejected, torch.tensor([0, 1]), 2, w, gate_weight=0.0)
+    loss, diff = routed_loss(chosen, rejected, chosen, torch.tensor([0, 1]), 2, w, gate_weight=0.0)
     assert torch.allclose(diff, torch.tensor([2.0, -2.0]))
     bt = (-torch.nn.functional.logsigmoid(torch.tensor(2.0)) - torch.nn.functional.logsigmoid(torch.tensor(-2.0))) / 2
     assert torch.isclose(loss, bt)
     # a SHARED pair trains the mean of the heads (here 0); weights average the pairs
-    _, diff = routed_loss(chosen, rejected, torch.tensor([SHARED, 0]), 2, w, gate_weight=0.0)
+    _, diff = routed_loss(chosen, rejected, chosen, torch.tensor([SHARED, 0]), 2, w, gate_weight=0.0)
     assert torch.allclose(diff, torch.tensor([0.0, 2.0]))
     # the gate's cross-entropy: pair 0's gate says head 0 (right), pair 1's says head 1 (right) -> tiny
-    with_gate, _ = routed_loss(chosen, rejected, torch.tensor([0, 1]), 2, w, gate_weight=1.0)
+    with_gate, _ = routed_loss(chosen, rejected, chosen, torch.tensor([0, 1]), 2, w, gate_weight=1.0)
     assert 0 < float(with_gate - loss) < 1e-3
-    wrong, _ = routed_loss(chosen, rejected, torch.tensor([1, 0]), 2, w, gate_weight=1.0)
+    wrong, _ = routed_loss(chosen, rejected, chosen, torch.tensor([1, 0]), 2, w, gate_weight=1.0)
     assert float(wrong) > 10.0
 
 

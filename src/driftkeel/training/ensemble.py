@@ -132,10 +132,6 @@ class ConservativeRewardModel(nn.Module):
                             [len((routing_of(m) or {}).get("domains") or [0]) for m in members])
         self.config = members[0].config
 
-    @property
-    def routed(self) -> bool:
-        return any(k > 1 for k in self.score.n_heads)
-
     def forward(self, input_ids, attention_mask=None, prompt_end: int | None = None, **kwargs):
         """Whole-sequence use (tests, tools): per-token rewards; `prompt_end` as in _Heads."""
         out = self.backbone(input_ids=input_ids, attention_mask=attention_mask, **kwargs)

@@ -172,12 +172,11 @@ def load_causal_lm(path_or_id: str | Path, *, device: str | torch.device | None 
     return model, tokenizer
 
 
-def _saved_outputs(path_or_id: str | Path) -> int:
+def _saved_outputs(config) -> int:
     """Score-head outputs of a saved driftkeel reward model: 2K for a routed one (training/routing.py)."""
     from driftkeel.training.routing import n_outputs
 
-    cfg = AutoConfig.from_pretrained(str(path_or_id))
-    routing = (getattr(cfg, "driftkeel", None) or {}).get("routing") or {}
+    routing = (getattr(config, "driftkeel", None) or {}).get("routing") or {}
     return n_outputs(routing.get("domains") or ())
 
 
@@ -188,11 +187,12 @@ def load_reward_model(path_or_id: str | Path, *, device: str | torch.device | No
     its transformer weights and a freshly initialised score head; so does a reward model whose head
     has another number of outputs."""
     tokenizer = _load_tokenizer(path_or_id)
-    saved = _saved_outputs(path_or_id)
-    num_labels = saved if num_labels is None else num_labels
+    config = AutoConfig.from_pretrained(str(path_or_id))   # read once: the routing, then the model
+    saved = _saved_outputs(config)
+    config.num_labels = saved if num_labels is None else num_labels
     model = AutoModelForSequenceClassification.from_pretrained(
-        str(path_or_id), num_labels=num_labels, dtype=dtype or torch.float32,
-        ignore_mismatched_sizes=num_labels != saved)
+        str(path_or_id), config=config, dtype=dtype or torch.float32,
+        ignore_mismatched_sizes=config.num_labels != saved)
     model.config.pad_token_id = tokenizer.pad_token_id
     if device is not None:
         model.to(device)

@@ -34,7 +34,8 @@ from driftkeel.training.common import (
     world_size,
 )
 from driftkeel.training.lora import merged, peft_config
-from driftkeel.training.routing import combine, domain_of, n_outputs, plan_domains, routing_of, set_routing
+from driftkeel.training.routing import (combine, domain_of, n_outputs, plan_domains, routed_loss, routing_of,
+                                        set_routing)
 from driftkeel.training.models import (
     changed_fraction,
     default_device,
@@ -142,8 +143,6 @@ class WeightedRewardTrainer(RewardTrainer):
         return (loss, outputs) if return_outputs else loss
 
     def _routed_loss(self, model, inputs, return_outputs):
-        from driftkeel.training.routing import routed_loss
-
         domain, weight, margin = inputs.pop("domain"), inputs.pop("weight", None), inputs.pop("margin", None)
         outputs = model(input_ids=inputs["input_ids"], attention_mask=inputs["attention_mask"], use_cache=False)
         prompt = model(input_ids=inputs["prompt_input_ids"], attention_mask=inputs["prompt_attention_mask"],
@@ -151,8 +150,7 @@ class WeightedRewardTrainer(RewardTrainer):
         chosen, rejected = torch.chunk(outputs.logits, chunks=2)
         if weight is None:
             weight = torch.ones(chosen.shape[0], device=chosen.device)
-        loss, diff = routed_loss(chosen, rejected, domain, self.n_heads, weight, margin, self.gate_weight,
-                                 prompt=prompt)
+        loss, diff = routed_loss(chosen, rejected, prompt, domain, self.n_heads, weight, margin, self.gate_weight)
         if self.args.center_rewards_coefficient is not None:
             k = self.n_heads
             loss = loss + self.args.center_rewards_coefficient * torch.mean((chosen[:, :k] + rejected[:, :k]) ** 2)
@@ -452,19 +450,16 @@ def _forward(model_dir_or_pair, prompts, responses, batch_size: int, gate: bool)
     with inference(model):
         for start in range(0, len(seqs), batch_size):
             idx = order[start:start + batch_size]
-            width = max(len(seqs[i]) for i in idx)
-            ids = torch.full((len(idx), width), pad, dtype=torch.long)
-            mask = torch.zeros((len(idx), width), dtype=torch.long)
-            for row, i in enumerate(idx):  # right padding: the score is read at the last real token
-                ids[row, : len(seqs[i])] = torch.tensor(seqs[i])
-                mask[row, : len(seqs[i])] = 1
-            logits = model(input_ids=ids.to(device), attention_mask=mask.to(device)).logits.float()
-            if routing:  # the gate: the logits at the last prompt token
+            at_prompt = None
+            if routing:  # the gate: the logits at the last prompt token (a prompt-only pass)
                 p_ids, p_mask = right_padded([prompt_seqs[i] for i in idx], pad)
                 at_prompt = model(input_ids=p_ids.to(device), attention_mask=p_mask.to(device)).logits.float()
-                part = torch.softmax(at_prompt[:, k:2 * k], dim=-1) if gate else combine(logits, k, at_prompt)
-            else:
-                part = logits[:, :1]
+            if gate:
+                part = torch.softmax(at_prompt[:, k:2 * k], dim=-1)
+            else:  # the heads: the logits at the last real token
+                ids, mask = right_padded([seqs[i] for i in idx], pad)
+                logits = model(input_ids=ids.to(device), attention_mask=mask.to(device)).logits.float()
+                part = combine(logits, k, at_prompt)
             out[idx] = part.cpu().numpy()
     return out
 

@@ -83,13 +83,13 @@ def combine(logits: torch.Tensor, k: int, gate_logits: torch.Tensor | None = Non
     return (torch.softmax(gate.float(), dim=-1) * heads.float()).sum(dim=-1, keepdim=True).to(logits.dtype)
 
 
-def routed_loss(chosen: torch.Tensor, rejected: torch.Tensor, domain: torch.Tensor, k: int,
-                weight: torch.Tensor, margin: torch.Tensor | None = None, gate_weight: float = 1.0,
-                prompt: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+def routed_loss(chosen: torch.Tensor, rejected: torch.Tensor, prompt: torch.Tensor, domain: torch.Tensor,
+                k: int, weight: torch.Tensor, margin: torch.Tensor | None = None, gate_weight: float = 1.0
+                ) -> tuple[torch.Tensor, torch.Tensor]:
     """Weighted Bradley-Terry loss on each pair's own head (SHARED pairs: the mean over heads) plus
     `gate_weight` x the gate's cross-entropy on the pairs with a domain. chosen / rejected: (B, 2K)
-    logits at the last token; prompt: (B, 2K) logits at the last prompt token (the gate's input; None:
-    the gate of both sequences' last token). Returns (loss, the pairs' reward differences for metrics)."""
+    logits at the last token; prompt: (B, 2K) logits at the last prompt token (the gate's input).
+    Returns (loss, the pairs' reward differences for metrics)."""
     import torch.nn.functional as F
 
     own = domain.clamp_min(0)
@@ -103,10 +103,5 @@ def routed_loss(chosen: torch.Tensor, rejected: torch.Tensor, domain: torch.Tens
     loss = (-F.logsigmoid(diff) * w).sum() / w.sum().clamp_min(1e-8)
     has = ~shared
     if gate_weight > 0 and bool(has.any()):
-        if prompt is not None:
-            gates, target = prompt[has, k:2 * k], own[has]
-        else:
-            gates = torch.cat([chosen[has, k:2 * k], rejected[has, k:2 * k]])
-            target = torch.cat([own[has], own[has]])
-        loss = loss + gate_weight * F.cross_entropy(gates.float(), target)
+        loss = loss + gate_weight * F.cross_entropy(prompt[has, k:2 * k].float(), own[has])
     return loss, diff
