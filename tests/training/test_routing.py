@@ -174,7 +174,8 @@ def test_ppo_points_the_gates_at_the_last_query_token(monkeypatch):
     import trl.experimental.ppo.ppo_trainer as ppo_trainer
     from torch import nn
 
-    from driftkeel.training.ensemble import _Heads, gates_at_prompt_end
+    from driftkeel.training.ensemble import _Heads
+    from driftkeel.training.ppo import gates_at_prompt_end
 
     seen = []
     monkeypatch.setattr(ppo_trainer, "get_reward", lambda model, qr, pad, ctx: seen.append(

@@ -15,7 +15,6 @@ calls `model.<base_model_prefix>(...)` then `model.score(hidden_states[-1])` per
 """
 from __future__ import annotations
 
-import contextlib
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Sequence
@@ -82,7 +81,7 @@ class _Backbones(nn.Module):
 class _Heads(nn.Module):
     """Per-token standardised member rewards -> the conservative reward. A routed member's gate is read
     at `prompt_end` (the last prompt token; TRL's PPO left-pads queries, so it is context_length - 1 for
-    every row: training/ppo.py sets it before each reward call)."""
+    every row: training/ppo.py's gates_at_prompt_end sets it before each reward call)."""
 
     prompt_end: int | None = None
 
@@ -140,28 +139,6 @@ class ConservativeRewardModel(nn.Module):
             return SimpleNamespace(logits=self.score(out.hidden_states[-1]))
         finally:
             self.score.prompt_end = None
-
-
-@contextlib.contextmanager
-def gates_at_prompt_end(reward_model: "ConservativeRewardModel"):
-    """While TRL's PPO runs: before each reward call, point the routed members' gates at the last query
-    token (queries are left-padded to `context_length`)."""
-    import trl.experimental.ppo.ppo_trainer as ppo_trainer
-
-    original = ppo_trainer.get_reward
-
-    def get_reward(model, query_responses, pad_token_id, context_length):
-        heads = getattr(model, "score", None)
-        if isinstance(heads, _Heads):   # the reward model (also when a wrapper forwards `score`)
-            heads.prompt_end = context_length - 1
-        return original(model, query_responses, pad_token_id, context_length)
-
-    ppo_trainer.get_reward = get_reward
-    try:
-        yield
-    finally:
-        ppo_trainer.get_reward = original
-        reward_model.score.prompt_end = None
 
 
 def load_members(dirs: Sequence[str | Path]) -> list[nn.Module]:

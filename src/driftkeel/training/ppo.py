@@ -140,6 +140,31 @@ def _load_weights(model, path: Path) -> None:
     model.load_state_dict(load_file(str(path / "model.safetensors")), strict=False)
 
 
+@contextlib.contextmanager
+def gates_at_prompt_end(reward_model):
+    """While TRL's PPO runs: before each reward call, point the routed members' gates of the
+    ConservativeRewardModel (training/ensemble.py) at the last query token (queries are left-padded to
+    `context_length`). Here because this is the one module that imports trl.experimental.ppo."""
+    import trl.experimental.ppo.ppo_trainer as ppo_trainer
+
+    original = ppo_trainer.get_reward
+
+    def get_reward(model, query_responses, pad_token_id, context_length):
+        from driftkeel.training.ensemble import _Heads
+
+        heads = getattr(model, "score", None)
+        if isinstance(heads, _Heads):   # the reward model (also when a wrapper forwards `score`)
+            heads.prompt_end = context_length - 1
+        return original(model, query_responses, pad_token_id, context_length)
+
+    ppo_trainer.get_reward = get_reward
+    try:
+        yield
+    finally:
+        ppo_trainer.get_reward = original
+        reward_model.score.prompt_end = None
+
+
 def train_ppo(policy_dir: str | Path, reward_dir, prompts: Sequence[str], out_dir: str | Path,
               common: CommonParams, params: PpoParams, rl: RlParams | None = None) -> dict:
     """Optimise the policy with PPO against the conservative ensemble reward (mean - rl.reward_lambda
@@ -157,7 +182,7 @@ def train_ppo(policy_dir: str | Path, reward_dir, prompts: Sequence[str], out_di
     from trl.experimental.ppo import PPOConfig
 
     from driftkeel.training import lora as lora_mod
-    from driftkeel.training.ensemble import ConservativeRewardModel, gates_at_prompt_end, load_members
+    from driftkeel.training.ensemble import ConservativeRewardModel, load_members
 
     rl = rl or RlParams()
     reward_dirs = [Path(d) for d in (reward_dir if isinstance(reward_dir, (list, tuple)) else [reward_dir])]
