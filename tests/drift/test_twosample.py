@@ -64,6 +64,19 @@ def test_knn_share_of_same_window_links():
     assert knn_rows(nb, A).tolist() == [1.0, 0.0]
 
 
+def test_knn_rows_equals_counting_the_links_one_by_one():
+    rng = np.random.default_rng(0)
+    Z = rng.normal(size=(60, 3))
+    D = pairwise_sq_dists(Z, dtype=np.float32)
+    before = D.copy()
+    nb = knn_graph(D, 5)
+    assert np.array_equal(D, before)                          # knn_graph leaves D as it was
+    assert not (nb == np.arange(60)[:, None]).any()           # a point is not its own neighbour
+    A = permutation_labels(25, 35, 20, seed=1)
+    brute = [np.mean([a[i] == a[j] for i in range(60) for j in nb[i]]) for a in A]
+    assert knn_rows(nb, A) == pytest.approx(brute, abs=1e-12)
+
+
 def test_cluster_js_rows_is_the_js_of_the_two_histograms():
     labels = np.array([0, 0, 1, 1, 2, 2, 2, 0])
     A = np.array([[0, 0, 0, 0, 1, 1, 1, 1]], dtype=np.float32)

@@ -197,8 +197,10 @@ def _exp_dirichlet(a: np.ndarray) -> np.ndarray:
     return np.exp(psi(a) - psi(a.sum(axis=1, keepdims=True)))
 
 
-def _lda_e_step(X, expElogbeta: np.ndarray, alpha: float, rng: np.random.Generator, n_inner: int = 20):
-    """Variational E-step for all documents at once: (gamma, sufficient statistics for beta)."""
+def _lda_e_step(X, expElogbeta: np.ndarray, alpha: float, rng: np.random.Generator, n_inner: int = 20,
+                gamma: np.ndarray | None = None):
+    """Variational E-step for all documents at once: (gamma, sufficient statistics for beta).
+    gamma: the documents' previous variational parameters (a warm start; else a random start)."""
     from scipy.sparse import csr_matrix
 
     X = csr_matrix(X, dtype=np.float64)
@@ -207,7 +209,7 @@ def _lda_e_step(X, expElogbeta: np.ndarray, alpha: float, rng: np.random.Generat
     rows = np.repeat(np.arange(D), np.diff(X.indptr))
     cols, counts = X.indices, X.data
     eb_cols = expElogbeta[:, cols].T                      # (nnz, K)
-    gamma = rng.gamma(100.0, 0.01, size=(D, K))
+    gamma = rng.gamma(100.0, 0.01, size=(D, K)) if gamma is None else gamma
     for _ in range(n_inner):
         eth = _exp_dirichlet(gamma)
         phinorm = np.einsum("ik,ik->i", eth[rows], eb_cols) + 1e-100
@@ -226,13 +228,15 @@ def _lda_e_step(X, expElogbeta: np.ndarray, alpha: float, rng: np.random.Generat
 def lda_fit(X, n_topics: int, seed: int = 0, n_iter: int = 10, alpha: float | None = None,
             eta: float | None = None) -> np.ndarray:
     """Batch variational Bayes LDA (Blei et al. 2003; Hoffman et al. 2010), every document updated at
-    once with numpy: returns the topic-word parameters lambda (n_topics x vocabulary)."""
+    once with numpy: returns the topic-word parameters lambda (n_topics x vocabulary). Each E-step
+    starts from the previous one's document parameters (they change little between passes)."""
     rng = np.random.default_rng(seed)
     alpha = 1.0 / n_topics if alpha is None else alpha
     eta = 1.0 / n_topics if eta is None else eta
     lam = rng.gamma(100.0, 0.01, size=(n_topics, X.shape[1]))
+    gamma = None
     for _ in range(n_iter):
-        _, ss = _lda_e_step(X, _exp_dirichlet(lam), alpha, rng)
+        gamma, ss = _lda_e_step(X, _exp_dirichlet(lam), alpha, rng, gamma=gamma)
         lam = eta + ss
     return lam
 

@@ -40,13 +40,14 @@ class MMDResult:
         return asdict(self)
 
 
-def pairwise_sq_dists(X: np.ndarray, Y: np.ndarray | None = None) -> np.ndarray:
-    """Squared Euclidean distances, computed in row blocks single-threaded (see STACK.md pitfall)."""
-    X = np.asarray(X, dtype=np.float64)
-    Y = X if Y is None else np.asarray(Y, dtype=np.float64)
+def pairwise_sq_dists(X: np.ndarray, Y: np.ndarray | None = None, dtype=np.float64) -> np.ndarray:
+    """Squared Euclidean distances, computed in row blocks single-threaded (see STACK.md pitfall).
+    dtype=np.float32 halves the cost (sentence embeddings are float32 to begin with)."""
+    X = np.asarray(X, dtype=dtype)
+    Y = X if Y is None else np.asarray(Y, dtype=dtype)
     xx = np.einsum("ij,ij->i", X, X)
     yy = np.einsum("ij,ij->i", Y, Y)
-    out = np.empty((X.shape[0], Y.shape[0]), dtype=np.float64)
+    out = np.empty((X.shape[0], Y.shape[0]), dtype=dtype)
     with _single_threaded():
         for s in range(0, X.shape[0], _BLOCK):
             e = min(s + _BLOCK, X.shape[0])
@@ -55,11 +56,14 @@ def pairwise_sq_dists(X: np.ndarray, Y: np.ndarray | None = None) -> np.ndarray:
     return out
 
 
-def median_heuristic(sq_dists: np.ndarray) -> float:
+def median_heuristic(sq_dists: np.ndarray, symmetric: bool = False) -> float:
     """sigma with sigma^2 = median of the positive off-diagonal squared distances (0.0 if none).
 
-    The full symmetric matrix holds each off-diagonal value twice, which leaves the median unchanged,
-    so no triangle indices are needed (zeros: the diagonal and duplicated points, are left out)."""
+    The full symmetric matrix holds each off-diagonal value twice, which leaves the median unchanged
+    (zeros: the diagonal and duplicated points, are left out). symmetric=True (a square matrix of one
+    sample's distances) reads the upper triangle only: the same median from half the values."""
+    if symmetric:
+        sq_dists = sq_dists[np.triu_indices(sq_dists.shape[0], 1)]
     d = sq_dists[sq_dists > 1e-12]
     if d.size == 0:
         return 0.0

@@ -112,37 +112,43 @@ def classifier_auc_rows(X: np.ndarray, A: np.ndarray, n_folds: int = 5, seed: in
 
 
 def _classifier_auc_rows(X: np.ndarray, A: np.ndarray, n_folds: int, seed: int, ridge: float) -> np.ndarray:
+    from scipy.linalg import solve as dense_solve
+
     N, d = X.shape
     folds = _fold_ids(N, n_folds, seed)
-    X32 = X.astype(np.float32)
+    # the fit and the scores are unchanged by a shift of X (every fold centres on its own mean): centring
+    # on the pooled mean first keeps the float32 Gram matrices free of cancellation
+    X32 = (X - X.mean(axis=0)).astype(np.float32)
     Y = np.ascontiguousarray(A.T, dtype=np.float32)   # (N, B+1)
-    XtY = (X32.T @ Y).astype(np.float64)           # (d, B+1)
+    XtY = X32.T @ Y                                   # (d, B+1)
     ysum = Y.sum(axis=0, dtype=np.float64)
-    G_all, x_all = X.T @ X, X.sum(axis=0)
+    G_all, x_all = X32.T @ X32, X32.sum(axis=0, dtype=np.float64)
     U = np.zeros(Y.shape[1])
     W = np.zeros(Y.shape[1])
     for k in range(n_folds):
         te = folds == k
-        tr = ~te
-        if not tr.any() or not te.any():
+        nt = int(N - te.sum())
+        if nt == 0 or nt == N:
             continue
-        Xe = X[te]
-        nt = int(tr.sum())
-        xt_sum = x_all - Xe.sum(axis=0)
+        Xe, yk = X32[te], Y[te]
+        xt_sum = x_all - Xe.sum(axis=0, dtype=np.float64)
         mu = xt_sum / nt
-        G = (G_all - Xe.T @ Xe) - nt * np.outer(mu, mu)                 # Xc_T' Xc_T
-        lam = ridge * np.trace(G) / d
-        ybar = (ysum - Y[te].sum(axis=0, dtype=np.float64)) / nt        # (B+1,)
-        XtY_tr = XtY - (X32[te].T @ Y[te]).astype(np.float64)           # X_T' y_T
-        rhs = XtY_tr - np.outer(xt_sum, ybar)                           # Xc_T' (y_T - ybar) = X_T'(y_T - ybar)
-        beta = np.linalg.solve(G + lam * np.eye(d), rhs)                # (d, B+1)
-        scores = ((Xe - mu).astype(np.float32) @ beta.astype(np.float32))   # (n_te, B+1)
-        ranks = scores.argsort(axis=0).argsort(axis=0).astype(np.float64) + 1.0
-        yk = Y[te]
-        n1 = yk.sum(axis=0)
+        G = (G_all - Xe.T @ Xe) - np.float32(nt) * np.outer(mu, mu).astype(np.float32)   # Xc_T' Xc_T
+        lam = ridge * float(np.trace(G)) / d
+        G[np.diag_indices(d)] += np.float32(lam)
+        ybar = (ysum - yk.sum(axis=0, dtype=np.float64)) / nt             # (B+1,)
+        rhs = (XtY - Xe.T @ yk) - np.outer(xt_sum, ybar).astype(np.float32)   # X_T'(y_T - ybar)
+        # G + lam I is symmetric positive definite (well conditioned: lam is the mean eigenvalue)
+        beta = dense_solve(G, rhs, assume_a="pos", check_finite=False, overwrite_a=True)   # (d, B+1)
+        scores_t = np.ascontiguousarray(((Xe - mu.astype(np.float32)) @ beta).T)   # (B+1, n_te)
+        # Mann-Whitney U from one sort: the positives' rank sum = sum over sorted positions of
+        # (position + 1) x the label at that position
+        order = scores_t.argsort(axis=1)
+        yk_t = np.ascontiguousarray(yk.T)
+        rank_sum = np.take_along_axis(yk_t, order, axis=1) @ np.arange(1, yk.shape[0] + 1, dtype=np.float32)
+        n1 = yk.sum(axis=0, dtype=np.float64)
         n0 = yk.shape[0] - n1
-        u = (ranks * yk).sum(axis=0) - n1 * (n1 + 1) / 2.0
-        U += u
+        U += rank_sum.astype(np.float64) - n1 * (n1 + 1) / 2.0
         W += n1 * n0
     with np.errstate(invalid="ignore", divide="ignore"):
         auc = np.where(W > 0, U / np.maximum(W, 1.0), 0.5)
@@ -150,22 +156,32 @@ def _classifier_auc_rows(X: np.ndarray, A: np.ndarray, n_folds: int, seed: int, 
 
 
 def knn_graph(D: np.ndarray, k: int) -> np.ndarray:
-    """(N, k) indices of each point's k nearest other points (ties broken by index)."""
-    D = D.copy()
+    """(N, k) indices of each point's k nearest other points (D is left as it was)."""
+    diag = D.diagonal().copy()
     np.fill_diagonal(D, np.inf)
-    k = min(k, D.shape[0] - 1)
-    idx = np.argpartition(D, k - 1, axis=1)[:, :k]
+    try:
+        k = min(k, D.shape[0] - 1)
+        idx = np.argpartition(D, k - 1, axis=1)[:, :k]
+    finally:
+        np.fill_diagonal(D, diag)
     return idx
 
 
 def knn_rows(nbrs: np.ndarray, A: np.ndarray) -> np.ndarray:
     """Share of k-nearest-neighbour links that join two points of the same window (Schilling 1986),
-    for each label row of A."""
+    for each label row of A.
+
+    With W the (N x N) link counts (W[i, j] = 1 when j is among i's neighbours) and a a 0/1 row of A,
+    same-window links = a'Wa + (1-a)'W(1-a) = N k - k sum(a) - a'(W'1) + 2 a'Wa: one sparse product."""
+    from scipy.sparse import csr_matrix
+
     N, k = nbrs.shape
-    same = np.zeros(A.shape[0])
-    for j in range(k):
-        Aj = A[:, nbrs[:, j]]
-        same += (A * Aj).sum(axis=1) + ((1 - A) * (1 - Aj)).sum(axis=1)
+    W = csr_matrix((np.ones(N * k, dtype=np.float32), nbrs.ravel(), np.arange(0, N * k + 1, k)), shape=(N, N))
+    A = np.asarray(A, dtype=np.float32)
+    WA = np.asarray(W @ A.T).T                                        # (B+1, N): row b = W a_b
+    awa = np.einsum("ij,ij->i", A, WA, dtype=np.float64)
+    indeg = np.bincount(nbrs.ravel(), minlength=N).astype(np.float64)
+    same = N * k - k * A.sum(axis=1, dtype=np.float64) - A.astype(np.float64) @ indeg + 2.0 * awa
     return same / (N * k)
 
 
@@ -175,34 +191,36 @@ def n_clusters_for(N: int) -> int:
 
 
 def kmeans(Z: np.ndarray, k: int, seed: int, n_iter: int = 25, max_fit: int = 4000) -> tuple[np.ndarray, np.ndarray]:
-    """(labels of every row of Z, centroids): k-means++ seeding then Lloyd iterations, fitted on at
-    most `max_fit` rows (seeded sample) and applied to all. Small and deterministic (numpy only)."""
-    Z = np.asarray(Z, dtype=np.float64)
+    """(labels of every row of Z, centroids): k-means++ seeding then Lloyd iterations (until no label
+    changes, at most n_iter), fitted on at most `max_fit` rows (seeded sample) and applied to all.
+    Small and deterministic (numpy only); distances in float32 (embeddings are float32)."""
+    Z = np.asarray(Z, dtype=np.float32)
     rng = np.random.default_rng(seed)
     fit = Z if len(Z) <= max_fit else Z[rng.choice(len(Z), max_fit, replace=False)]
     k = int(max(1, min(k, len(fit))))
-    sq = np.einsum("ij,ij->i", fit, fit)
+    sq = np.einsum("ij,ij->i", fit, fit, dtype=np.float64)
     with single_threaded():
         centers = [fit[rng.integers(len(fit))]]
-        d2 = np.maximum(sq - 2 * fit @ centers[0] + centers[0] @ centers[0], 0.0)
+        d2 = np.maximum(sq - 2 * (fit @ centers[0]) + float(centers[0] @ centers[0]), 0.0)
         for _ in range(1, k):
             if d2.sum() <= 0:
                 break
             c = fit[rng.choice(len(fit), p=d2 / d2.sum())]
             centers.append(c)
-            d2 = np.minimum(d2, np.maximum(sq - 2 * fit @ c + c @ c, 0.0))
-        C = np.array(centers)
+            d2 = np.minimum(d2, np.maximum(sq - 2 * (fit @ c) + float(c @ c), 0.0))
+        C = np.array(centers, dtype=np.float32)
+        lab = None
         for _ in range(n_iter):
-            lab = np.argmin(-2 * fit @ C.T + np.einsum("ij,ij->i", C, C)[None, :], axis=1)
-            onehot = np.zeros((len(fit), len(C)))
-            onehot[np.arange(len(fit)), lab] = 1.0
-            counts = onehot.sum(axis=0)
-            newC = np.where(counts[:, None] > 0, (onehot.T @ fit) / np.maximum(counts, 1)[:, None], C)
-            if np.allclose(newC, C):
+            new = np.argmin(np.einsum("ij,ij->i", C, C)[None, :] - 2 * (fit @ C.T), axis=1)
+            if lab is not None and np.array_equal(new, lab):
                 break
-            C = newC
-        labels = np.argmin(-2 * Z @ C.T + np.einsum("ij,ij->i", C, C)[None, :], axis=1)
-    return labels, C
+            lab = new
+            counts = np.bincount(lab, minlength=len(C)).astype(np.float32)
+            onehot = np.zeros((len(fit), len(C)), dtype=np.float32)
+            onehot[np.arange(len(fit)), lab] = 1.0
+            C = np.where(counts[:, None] > 0, (onehot.T @ fit) / np.maximum(counts, 1)[:, None], C)
+        labels = np.argmin(np.einsum("ij,ij->i", C, C)[None, :] - 2 * (Z @ C.T), axis=1)
+    return labels, C.astype(np.float64)
 
 
 def js_rows(counts_a: np.ndarray, counts_b: np.ndarray) -> np.ndarray:
@@ -265,9 +283,9 @@ def two_sample_test(ref: np.ndarray, cur: np.ndarray, *, n_permutations: int = 3
     if n < 4 or m < 4:
         raise ValueError(f"the two-sample test needs at least 4 rows per window (got {n} and {m})")
     Z = np.vstack([X, Y])
-    D = pairwise_sq_dists(Z)
+    D = pairwise_sq_dists(Z, dtype=np.float32)
     sub = np.random.default_rng(seed).choice(len(Z), 1000, replace=False) if len(Z) > 1000 else slice(None)
-    sigma = median_heuristic(D[sub][:, sub])      # a seeded 1000-row block is plenty for a bandwidth
+    sigma = median_heuristic(D[sub][:, sub], symmetric=True)   # a seeded 1000-row block is plenty for a bandwidth
     if not sigma or not np.isfinite(sigma):
         raise ValueError("all pooled points are identical: no bandwidth (degenerate sample)")
     A = permutation_labels(n, m, n_permutations, seed)
@@ -275,7 +293,8 @@ def two_sample_test(ref: np.ndarray, cur: np.ndarray, *, n_permutations: int = 3
     labels = np.zeros(0, dtype=int)
     if "mmd" in statistics:
         for c in bandwidths:
-            K = np.exp(-D / (2.0 * (c * sigma) ** 2)).astype(np.float32)
+            K = D * np.float32(-1.0 / (2.0 * (c * sigma) ** 2))
+            np.exp(K, out=K)
             np.fill_diagonal(K, 0.0)
             cols[f"mmd@{c:g}"] = mmd2_rows(K, A)
             del K
