@@ -93,14 +93,18 @@ def test_bad_prompts():
 def test_bad_annotations():
     res = load_annotations(BAD / "annotations", labels=["yes", "no"])
     c = res.counts()
-    assert (c["rows_in"], c["rows_used"], c["rows_quarantined"]) == (13, 7, 6)
+    assert (c["rows_in"], c["rows_used"], c["rows_quarantined"]) == (16, 7, 9)
     labels = {q["line_no"]: q["reasons"] for q in res.quarantine if q["source_file"].endswith("labels.csv")}
     gold = {q["line_no"]: q["reasons"] for q in res.quarantine if q["source_file"].endswith("gold.csv")}
     assert labels == {6: [f"{IN_SET}:label"],                                       # unknown label "maybe"
                       8: ["expect_compound_columns_to_be_unique:item_id/worker_id"],  # w1 judged i2 twice
                       9: ["worker_single_judgement"],                                # w9: one judgement
-                      11: [f"{IN_SET}:label"]}                                       # empty label
-    assert gold == {3: [f"{IN_SET}:gold"], 4: ["unknown_gold_item"]}
+                      11: [f"{IN_SET}:label"],                                       # empty label
+                      12: ["csv_extra_values"],                                      # 4 values, 3 columns
+                      13: ["invalid_utf8"]}                                          # a byte that is not UTF-8
+    assert gold == {3: [f"{IN_SET}:gold"], 4: ["unknown_gold_item"],
+                    5: ["duplicate_gold_item"]}                                      # i1's gold given twice
+    assert "w\ufffd4" in next(q["raw"] for q in res.quarantine if q["line_no"] == 13)
     assert res.gold == {"i1": "yes"} and res.items["i1"] == "text: Is the sky blue?"
     wrong = load_annotations(BAD / "annotations_wrong_columns", labels=["yes", "no"])
     assert (wrong.rows_in, wrong.rows_used) == (2, 0)

@@ -12,13 +12,15 @@ Formats (docs/real-data.md has examples):
 
 Every non-blank line (CSV: data row) is one row in. A row is quarantined, with every reason it has, when
 it cannot be read (``invalid_utf8``, ``malformed_json``, ``not_a_json_object``, ``not_text:<field>``,
-``missing_column:<c>`` for a CSV header without a required column, ``unsplittable_dialogue``), when
+``missing_column:<c>`` for a CSV header without a required column, ``csv_extra_values`` for a CSV row
+longer than its header, ``unsplittable_dialogue``), when
 it fails an expectation of its format's GX suite (reason ``<expectation type>:<column>``, as in the
 stream's suite: missing or empty text, unknown label, duplicate id -- the first occurrence is kept --,
 forbidden characters in an id), or a cross-row rule (``identical_responses``, ``group_in_both_splits``:
 a group whose rows say both ``train`` and ``eval`` -- the rows disagreeing with the group's first row
 are quarantined --, ``worker_single_judgement``: a worker with one judgement in the file, whose
-reliability cannot be estimated). Asserted: ``rows_in == rows_used + rows_quarantined``.
+reliability cannot be estimated; ``duplicate_gold_item``: a second gold.csv row for an item).
+Asserted: ``rows_in == rows_used + rows_quarantined``.
 """
 from __future__ import annotations
 
@@ -28,6 +30,7 @@ import hashlib
 import io
 import json
 import os
+import re
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -41,6 +44,7 @@ os.environ.setdefault("GX_ANALYTICS_ENABLED", "false")
 
 ISO_8601 = r"^\d{4}-\d{2}-\d{2}[T ]\d{2}:\d{2}(?::\d{2}(?:\.\d{1,9})?)?(?:Z|[+-]\d{2}:?\d{2})?$"
 RAW_MAX_CHARS = 500
+_SURROGATE = re.compile("[\udc80-\udcff]")     # a byte that was not UTF-8 (decoded with surrogateescape)
 PAIR_FIELDS = ("id", "prompt", "chosen", "rejected", "domain", "group", "batch", "timestamp", "split")
 PROMPT_FIELDS = ("id", "text", "timestamp", "category")
 LABEL_FIELDS = ("item_id", "worker_id", "label")
@@ -54,6 +58,8 @@ MESSAGES = {
     "not_text": "this field must be a string",
     "not_int": "this field must be an integer",
     "missing_column": "the CSV header lacks this required column (wrong columns)",
+    "csv_extra_values": "the CSV row has more values than the header has columns (an unquoted comma?)",
+    "duplicate_gold_item": "an earlier gold.csv row already gives this item's gold label (the first is kept)",
     "unsplittable_dialogue": "chosen/rejected are not two dialogues sharing every turn but the last "
                              "'\\n\\nAssistant:' turn",
     "identical_responses": "chosen and rejected are the same text",
@@ -162,7 +168,9 @@ def _read_jsonl(path: Path, fields: tuple[str, ...], limit: int | None, ints: tu
 
 
 def _read_csv(path: Path, required: tuple[str, ...], limit: int | None) -> tuple[list[_Row], list[str]]:
-    text = path.read_bytes().decode("utf-8-sig", "replace")
+    # bytes that are not UTF-8 become lone surrogates (surrogateescape): the rows holding them are
+    # quarantined as invalid_utf8 instead of being read with replacement characters
+    text = path.read_bytes().decode("utf-8-sig", "surrogateescape")
     reader = csv.reader(io.StringIO(text))
     header = next(reader, [])
     missing = [c for c in required if c not in header]
@@ -172,12 +180,19 @@ def _read_csv(path: Path, required: tuple[str, ...], limit: int | None) -> tuple
             continue
         if limit is not None and len(rows) >= limit:
             break
+        bad_bytes = any(_SURROGATE.search(v) for v in values)
+        if bad_bytes:       # flagged; the values themselves get U+FFFD so nothing downstream sees surrogates
+            values = [v.encode("utf-8", "surrogateescape").decode("utf-8", "replace") for v in values]
         row = _Row(line_no, ",".join(values)[:RAW_MAX_CHARS])
         row.record = {c: (values[header.index(c)] if c in header and header.index(c) < len(values) else None)
                       for c in header}
         for c in required:
             row.record.setdefault(c, None)
         row.reasons += [f"missing_column:{c}" for c in missing]
+        if bad_bytes:
+            row.reasons.append("invalid_utf8")
+        if len(values) > len(header):
+            row.reasons.append("csv_extra_values")      # e.g. an unquoted comma inside a field
         rows.append(row)
     return rows, missing
 
@@ -297,7 +312,6 @@ def _pairs_checks(path: Path, fmt: str, rows: list[_Row]) -> FormatResult:
 
 
 def _parse_ts(text: str):
-    import re
     from datetime import datetime, timezone
 
     if not re.match(ISO_8601, text):
@@ -396,6 +410,8 @@ def load_annotations(folder: str | Path, labels: list[str] | None = None, limit:
             r.reasons.append("expect_column_values_to_be_in_set:gold")
         if not r.reasons and rec.get("item_id") not in judged:
             r.reasons.append("unknown_gold_item")
+        if not r.reasons and rec["item_id"] in res.gold:
+            r.reasons.append("duplicate_gold_item")
         if r.reasons:
             g_quarantined += 1
             res.quarantine.append({"format": "annotations", "source_file": str(folder / "gold.csv"),
