@@ -58,6 +58,17 @@ class FilesParams(_Section):
     n_sft_demos: int = Field(1200, ge=1)    # (prompt, chosen) of stream pairs as SFT demonstrations
     n_eval_prompts: int = Field(64, ge=1)
 
+    @field_validator("sources")
+    @classmethod
+    def _distinct_names(cls, sources: list[SourceParams]) -> list[SourceParams]:
+        # a source's name prefixes its comparison ids and is its judgements' annotator id: two sources
+        # of one name (e.g. a/pairs.jsonl and b/pairs.jsonl) would mix their rows
+        names = [s.name or Path(s.path).name.split(".")[0] for s in sources]
+        dup = sorted({n for n in names if names.count(n) > 1})
+        if dup:
+            raise ValueError(f"two sources share the name {dup} (the file stem by default): give each a `name`")
+        return sources
+
 
 class DataParams(_Section):
     source: Literal["simulator", "files"] = "simulator"   # files: `data.files` (driftkeel prepare-data)

@@ -121,6 +121,14 @@ def test_default_params_keep_the_simulator():
     assert DataParams().source == "simulator"
 
 
+def test_two_sources_of_one_name_are_refused():
+    two = [{"format": "pairs", "path": "a/pairs.jsonl"}, {"format": "hh", "path": "b/pairs.jsonl.gz"}]
+    with pytest.raises(ValueError, match=r"share the name \['pairs'\]"):
+        DataParams(source="files", files={"sources": two})
+    two[1]["name"] = "later"
+    assert [s.name for s in DataParams(source="files", files={"sources": two}).files.sources] == [None, "later"]
+
+
 @needs_shared
 def test_params_real_parses_and_points_at_shared_files():
     params = load_all(REPO / "params-real.yaml")
