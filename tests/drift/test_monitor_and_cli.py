@@ -95,9 +95,11 @@ def test_drift_check_two_windows(embedder, tmp_path):
     # files, with junk lines counted not fatal
     a, b = tmp_path / "a.jsonl", tmp_path / "b.jsonl"
     a.write_text("\n".join(json.dumps(r) for r in ref) + "\nnot json\n[1]\n{\"other\": 1}\n")
+    with a.open("ab") as fh:
+        fh.write(b'{"prompt": "caf\xe9 latin-1"}\n')                  # not UTF-8: counted, not a crash
     b.write_text("\n".join(json.dumps(r) for r in shifted) + "\n")
     rep = run_drift_cli(a, b, tmp_path / "out", params, embedder=embedder)
-    assert rep["inputs"]["reference_skipped_lines"] == {"invalid_json": 1, "not_an_object": 1}
+    assert rep["inputs"]["reference_skipped_lines"] == {"invalid_utf8": 1, "invalid_json": 1, "not_an_object": 1}
     assert rep["inputs"]["reference_rows_without_text"] == 1
     assert (tmp_path / "out" / "report.html").exists() and (tmp_path / "out" / "decision.json").exists()
 

@@ -2,7 +2,7 @@
 
 Each line needs a `prompt` or `text` field; optional fields (`response` or `response_a`/`response_b`,
 `label`, `agreement`, `reward`, `perplexity`, see driftkeel.drift.window) switch on the other
-detectors. Lines that are not JSON objects are skipped and counted; rows whose prompt is not a
+detectors. Lines that are not UTF-8 JSON objects are skipped and counted; rows whose prompt is not a
 non-empty string are counted and left out. Every detector that has its inputs runs; they are
 calibrated together at `drift.alpha` (see driftkeel.drift.calibration).
 """
@@ -20,14 +20,21 @@ from driftkeel.embeddings import HASHING, MINILM, Embedder
 
 
 def read_rows(path: str | Path) -> tuple[list[dict], dict]:
-    """Lenient JSONL reader for user files: returns (rows, counts of skipped lines by reason)."""
-    rows, skipped = [], {"invalid_json": 0, "not_an_object": 0}
-    with Path(path).open(encoding="utf-8") as fh:
-        for line in fh:
-            if not line.strip():
+    """Lenient JSONL reader for user files: returns (rows, counts of skipped lines by reason).
+    A line that is not UTF-8 is skipped and counted like one that is not JSON."""
+    rows, skipped = [], {"invalid_utf8": 0, "invalid_json": 0, "not_an_object": 0}
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"drift: no such file: {path}")
+    with path.open("rb") as fh:
+        for raw in fh:
+            if not raw.strip():
                 continue
             try:
-                obj = json.loads(line)
+                obj = json.loads(raw.decode("utf-8"))
+            except UnicodeDecodeError:
+                skipped["invalid_utf8"] += 1
+                continue
             except json.JSONDecodeError:
                 skipped["invalid_json"] += 1
                 continue
