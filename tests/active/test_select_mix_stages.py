@@ -47,6 +47,8 @@ def project(tmp_path, monkeypatch):
               json.dumps({"pair_id": "nofield", "prompt": "x?"}), "{broken"]
     (tmp_path / "data" / "pool").mkdir(parents=True)
     (tmp_path / "data" / "pool" / "pool.jsonl").write_text("\n".join(lines) + "\n", encoding="utf-8")
+    with (tmp_path / "data" / "pool" / "pool.jsonl").open("ab") as fh:     # not UTF-8: counted, not a crash
+        fh.write(b'{"pair_id": "latin", "prompt": "caf\xe9?", "response_a": "x", "response_b": "y"}\n')
     monkeypatch.setenv("DRIFTKEEL_ROOT", str(tmp_path))
     monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path / 'mlflow.db'}")
     monkeypatch.setenv("MLFLOW_DISABLE_TELEMETRY", "true")
@@ -62,7 +64,7 @@ def test_select_then_mix_write_their_outputs(project):
     queue = read_jsonl(out / "queue.jsonl")
     assert len(queue) == 12 and m["k_selected"] == 12 and all(q["reason"] for q in queue)
     assert m["n_skipped_identical_responses"] == 1 and m["n_skipped_missing_fields"] == 1
-    assert m["n_skipped_invalid_json"] == 1 and m["n_quarantined"] == 2
+    assert m["n_skipped_invalid_json"] == 2 and m["n_quarantined"] == 2
     assert {r["reason"] for r in read_jsonl(out / "quarantine.jsonl")} == {"identical_responses", "missing_fields"}
     assert len(json.loads((out / "label_studio_tasks.json").read_text())) == 12
     assert len(read_jsonl(out / "argilla_records.jsonl")) == 12

@@ -87,17 +87,19 @@ _LS_SIDE = {"left": "a", "right": "b"}
 
 
 def _read_any(path: Path) -> list:
-    text = Path(path).read_text(encoding="utf-8")
+    """One JSON document (a list or an object) or JSONL; a line that is not UTF-8 JSON becomes
+    {"_bad_json_line": n} (rejected with a reason by parse_labels, never dropped)."""
+    data = Path(path).read_bytes()
     try:
-        obj = json.loads(text)
+        obj = json.loads(data.decode("utf-8-sig"))
         return obj if isinstance(obj, list) else [obj]
-    except json.JSONDecodeError:
+    except (UnicodeDecodeError, json.JSONDecodeError):
         rows = []
-        for n, line in enumerate(text.splitlines(), 1):
+        for n, line in enumerate(data.splitlines(), 1):
             if line.strip():
                 try:
-                    rows.append(json.loads(line))
-                except json.JSONDecodeError:
+                    rows.append(json.loads(line.decode("utf-8-sig" if n == 1 else "utf-8")))
+                except (UnicodeDecodeError, json.JSONDecodeError):
                     rows.append({"_bad_json_line": n})
         return rows
 

@@ -47,17 +47,17 @@ class Selection:
 
 
 def read_pool(path) -> tuple[list, int]:
-    """Lenient JSONL reader for the pool: (parsed lines, number of lines that are not valid JSON)."""
+    """Lenient JSONL reader for the pool: (parsed lines, number of lines that are not valid UTF-8 JSON)."""
     import json
     from pathlib import Path
 
     rows, bad = [], 0
-    with Path(path).open(encoding="utf-8") as fh:
+    with Path(path).open("rb") as fh:
         for line in fh:
             if line.strip():
                 try:
-                    rows.append(json.loads(line))
-                except json.JSONDecodeError:
+                    rows.append(json.loads(line.decode("utf-8")))
+                except (UnicodeDecodeError, json.JSONDecodeError):
                     bad += 1
     return rows, bad
 
