@@ -579,7 +579,7 @@ def main(argv=None) -> None:
         raw = json.loads(path.read_text()) if path.exists() else {"alarms": {}}
         have = {"ours": "driftkeel" in raw["alarms"], "mmd": "mmd_perm" in raw["alarms"],
                 "evidently": any(k.startswith("evidently_") for k in raw["alarms"]) or not EV_PY.exists()}
-        parts = tuple(p for p in args.parts if not have[p])
+        parts = tuple(p for p in args.parts if not have[p] or (p == "ours" and args.rerun_ours))
         if parts:
             t0 = time.time()
             new = run_stream(R, emb, params, args.streams, args.seed, parts, args.ev_streams)
