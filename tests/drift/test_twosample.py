@@ -101,6 +101,19 @@ def test_kmeans_separates_three_blobs():
     assert len(set(labels[:30])) == len(set(labels[30:60])) == len(set(labels[60:])) == 1
     assert len(set(labels.tolist())) == 3
     assert np.allclose(np.sort(C[:, 0]), [0, 0, 10], atol=0.3)
+    # far from the origin (float32 distances would lose the blobs without centring): the same answer
+    far_labels, far_C = kmeans(Z + 1e5, 3, seed=0)
+    assert np.array_equal(far_labels, labels) and np.allclose(far_C, C + 1e5, atol=1e-3)
+
+
+def test_two_sample_statistics_do_not_move_with_a_shift_of_the_data():
+    rng = np.random.default_rng(6)
+    X, Y = rng.normal(size=(60, 5)), rng.normal(size=(50, 5)) + 0.4
+    a = two_sample_test(X, Y, n_permutations=49, seed=1)
+    b = two_sample_test(X + 1e4, Y + 1e4, n_permutations=49, seed=1)
+    assert b.p_value == a.p_value
+    for name, st in a.statistics.items():
+        assert b.statistics[name]["statistic"] == pytest.approx(st["statistic"], rel=1e-3, abs=1e-5), name
 
 
 def test_pvalues_are_calibrated_under_no_drift():

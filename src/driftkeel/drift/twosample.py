@@ -194,7 +194,9 @@ def kmeans(Z: np.ndarray, k: int, seed: int, n_iter: int = 25, max_fit: int = 40
     """(labels of every row of Z, centroids): k-means++ seeding then Lloyd iterations (until no label
     changes, at most n_iter), fitted on at most `max_fit` rows (seeded sample) and applied to all.
     Small and deterministic (numpy only); distances in float32 (embeddings are float32)."""
-    Z = np.asarray(Z, dtype=np.float32)
+    Z64 = np.asarray(Z, dtype=np.float64)
+    shift = Z64.mean(axis=0)          # k-means is unchanged by a shift; centring keeps float32 distances exact
+    Z = (Z64 - shift).astype(np.float32)
     rng = np.random.default_rng(seed)
     fit = Z if len(Z) <= max_fit else Z[rng.choice(len(Z), max_fit, replace=False)]
     k = int(max(1, min(k, len(fit))))
@@ -220,7 +222,7 @@ def kmeans(Z: np.ndarray, k: int, seed: int, n_iter: int = 25, max_fit: int = 40
             onehot[np.arange(len(fit)), lab] = 1.0
             C = np.where(counts[:, None] > 0, (onehot.T @ fit) / np.maximum(counts, 1)[:, None], C)
         labels = np.argmin(np.einsum("ij,ij->i", C, C)[None, :] - 2 * (Z @ C.T), axis=1)
-    return labels, C.astype(np.float64)
+    return labels, C.astype(np.float64) + shift
 
 
 def js_rows(counts_a: np.ndarray, counts_b: np.ndarray) -> np.ndarray:
@@ -283,7 +285,7 @@ def two_sample_test(ref: np.ndarray, cur: np.ndarray, *, n_permutations: int = 3
     if n < 4 or m < 4:
         raise ValueError(f"the two-sample test needs at least 4 rows per window (got {n} and {m})")
     Z = np.vstack([X, Y])
-    D = pairwise_sq_dists(Z, dtype=np.float32)
+    D = pairwise_sq_dists(Z - Z.mean(axis=0), dtype=np.float32)   # centred: float32 keeps small distances
     sub = np.random.default_rng(seed).choice(len(Z), 1000, replace=False) if len(Z) > 1000 else slice(None)
     sigma = median_heuristic(D[sub][:, sub], symmetric=True)   # a seeded 1000-row block is plenty for a bandwidth
     if not sigma or not np.isfinite(sigma):
