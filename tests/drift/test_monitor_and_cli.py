@@ -97,9 +97,11 @@ def test_drift_check_two_windows(embedder, tmp_path):
     a.write_text("\n".join(json.dumps(r) for r in ref) + "\nnot json\n[1]\n{\"other\": 1}\n")
     with a.open("ab") as fh:
         fh.write(b'{"prompt": "caf\xe9 latin-1"}\n')                  # not UTF-8: counted, not a crash
+        fh.write(b"[" * 100_000 + b"\n")                                   # nested past the recursion limit
+
     b.write_text("\n".join(json.dumps(r) for r in shifted) + "\n")
     rep = run_drift_cli(a, b, tmp_path / "out", params, embedder=embedder)
-    assert rep["inputs"]["reference_skipped_lines"] == {"invalid_utf8": 1, "invalid_json": 1, "not_an_object": 1}
+    assert rep["inputs"]["reference_skipped_lines"] == {"invalid_utf8": 1, "invalid_json": 2, "not_an_object": 1}
     assert rep["inputs"]["reference_rows_without_text"] == 1
     assert (tmp_path / "out" / "report.html").exists() and (tmp_path / "out" / "decision.json").exists()
 

@@ -48,18 +48,10 @@ class Selection:
 
 def read_pool(path) -> tuple[list, int]:
     """Lenient JSONL reader for the pool: (parsed lines, number of lines that are not valid UTF-8 JSON)."""
-    import json
-    from pathlib import Path
+    from driftkeel.validation.reader import read_json_lines
 
-    rows, bad = [], 0
-    with Path(path).open("rb") as fh:
-        for line in fh:
-            if line.strip():
-                try:
-                    rows.append(json.loads(line.decode("utf-8")))
-                except (UnicodeDecodeError, json.JSONDecodeError):
-                    bad += 1
-    return rows, bad
+    values, bad = read_json_lines(path)
+    return [v for _, v in values], sum(bad.values())
 
 
 def clean_pool(rows: list, quarantine: list | None = None) -> tuple[list[dict], dict]:

@@ -8,7 +8,6 @@ calibrated together at `drift.alpha` (see driftkeel.drift.calibration).
 """
 from __future__ import annotations
 
-import json
 import os
 from pathlib import Path
 
@@ -17,32 +16,18 @@ from driftkeel.drift.decision import decide
 from driftkeel.drift.report import write_outputs
 from driftkeel.drift.window import check_windows, window_from_rows, window_status
 from driftkeel.embeddings import HASHING, MINILM, Embedder
+from driftkeel.validation.reader import read_json_lines
 
 
 def read_rows(path: str | Path) -> tuple[list[dict], dict]:
     """Lenient JSONL reader for user files: returns (rows, counts of skipped lines by reason).
     A line that is not UTF-8 is skipped and counted like one that is not JSON."""
-    rows, skipped = [], {"invalid_utf8": 0, "invalid_json": 0, "not_an_object": 0}
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"drift: no such file: {path}")
-    with path.open("rb") as fh:
-        for raw in fh:
-            if not raw.strip():
-                continue
-            try:
-                obj = json.loads(raw.decode("utf-8"))
-            except UnicodeDecodeError:
-                skipped["invalid_utf8"] += 1
-                continue
-            except json.JSONDecodeError:
-                skipped["invalid_json"] += 1
-                continue
-            if not isinstance(obj, dict):
-                skipped["not_an_object"] += 1
-                continue
-            rows.append(obj)
-    return rows, skipped
+    values, bad = read_json_lines(path)
+    rows = [v for _, v in values if isinstance(v, dict)]
+    return rows, {**bad, "not_an_object": len(values) - len(rows)}
 
 
 def sibling_embedder(embedder: Embedder, features: str) -> Embedder:

@@ -193,6 +193,30 @@ def iter_lines(path: str | Path) -> Iterator[tuple[int, bytes]]:
             yield i, line.rstrip(b"\r\n")
 
 
+def read_json_lines(path: str | Path) -> tuple[list[tuple[int, Any]], dict[str, int]]:
+    """Lenient JSONL reading for files that are not the stream (a drift CLI window, the select pool):
+    ([(line number, parsed JSON value)] of every non-blank line that is one JSON value, counts of the
+    other non-blank lines by reason: ``invalid_utf8``, ``invalid_json``). Values may be any JSON type;
+    the caller decides what a non-object is worth."""
+    values: list[tuple[int, Any]] = []
+    bad = {"invalid_utf8": 0, "invalid_json": 0}
+    for line_no, data in iter_lines(path):
+        if not data.strip():
+            continue
+        try:
+            text = data.decode("utf-8")
+        except UnicodeDecodeError:
+            bad["invalid_utf8"] += 1
+            continue
+        if not text.strip():
+            continue
+        try:
+            values.append((line_no, json.loads(text)))
+        except (ValueError, RecursionError):
+            bad["invalid_json"] += 1
+    return values, bad
+
+
 def read_rows(files: Iterable[str | Path], names: list[str] | None = None) -> tuple[list[RawRow], dict[int, int]]:
     """Read every stream file; return the non-blank rows and the blank-line count per file index.
     `names`: the ``source_file`` recorded for each file (default: the path as given)."""
