@@ -154,8 +154,8 @@ def build_mix(consensus: pd.DataFrame, params: MixParams, seed: int = 0, *, embe
     onset = first_drift_batch(drift_report)
     if params.replay_pool == "before_drift" and onset is not None and n_replay:
         # what the drift made old is what must not be forgotten: pre-drift pairs first, then the rest
-        pre = np.flatnonzero(old["batch"].to_numpy() < onset)
-        post = np.flatnonzero(old["batch"].to_numpy() >= onset)
+        before = old["batch"].to_numpy() < onset
+        pre, post = np.flatnonzero(before), np.flatnonzero(~before)
         take = rng.choice(pre, size=min(n_replay, len(pre)), replace=False)
         if len(take) < n_replay:
             take = np.concatenate([take, rng.choice(post, size=n_replay - len(take), replace=False)])
