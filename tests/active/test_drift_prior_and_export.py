@@ -92,12 +92,13 @@ def test_import_writes_a_new_batch_and_reports_rejects(tmp_path):
     labels.write_text("\n".join(json.dumps(r) for r in rows) + "\nnot json\n")
     with labels.open("ab") as fh:     # a line that is not UTF-8: rejected with a reason, not a crash
         fh.write(b'{"pair_id": "pool-1", "label": "a", "annotator_id": "caf\xe9"}\n')
+        fh.write(b"[" * 100_000 + b"\n")                                # nested past the recursion limit
     out = import_labels(labels, queue, data, default_response_time_s=30.0)
     assert out["written"].endswith("batch_001.jsonl") and out["n_judgements"] == 2
     reasons = sorted(r["reason"] for r in out["rejected"])
     assert reasons == sorted(["repeated judgement of this pair by this annotator", "pair_id not in the labelling queue",
                               "label is not a, b or tie", "no annotator id", "not a JSON object",
-                              "not a JSON object"])
+                              "not a JSON object", "not a JSON object"])
     assert out["unknown_annotators"] == ["ann-002"] and first.read_text() == "{}\n"
     written = [json.loads(x) for x in (data / "stream" / "batch_001.jsonl").read_text().splitlines()]
     from driftkeel.data.schemas import JUDGEMENT_COLUMNS

@@ -17,12 +17,13 @@ def test_bad_hh_lines_are_quarantined_with_reasons(tmp_path):
     good = {"chosen": "\n\nHuman: q\n\nAssistant: yes", "rejected": "\n\nHuman: q\n\nAssistant: no"}
     lines = [json.dumps(good).encode(), b"{not json", b"[1,2]", json.dumps({"chosen": "x"}).encode(),
              json.dumps({"chosen": "\n\nHuman: a\n\nAssistant: x", "rejected": "\n\nHuman: b\n\nAssistant: y"}).encode(),
-             b"\xff\xfe bad utf8", b"", json.dumps({"chosen": good["chosen"], "rejected": good["chosen"]}).encode()]
+             b"\xff\xfe bad utf8", b"", json.dumps({"chosen": good["chosen"], "rejected": good["chosen"]}).encode(),
+             b"[" * 100_000]                                          # nested past the recursion limit
     f = tmp_path / "hh.jsonl"
     f.write_bytes(b"\n".join(lines) + b"\n")
     res = load_hh(f)
-    assert res.rows_in == 7 and len(res.rows) == 1 and len(res.quarantine) == 6
+    assert res.rows_in == 8 and len(res.rows) == 1 and len(res.quarantine) == 7
     assert {q["line_no"]: q["reasons"] for q in res.quarantine} == {
         2: ["malformed_json"], 3: ["not_a_json_object"],
         4: ["expect_column_values_to_not_be_null:prompt", "expect_column_values_to_not_be_null:rejected"],
-        5: ["unsplittable_dialogue"], 6: ["invalid_utf8"], 8: ["identical_responses"]}
+        5: ["unsplittable_dialogue"], 6: ["invalid_utf8"], 8: ["identical_responses"], 9: ["malformed_json"]}

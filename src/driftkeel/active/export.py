@@ -93,13 +93,13 @@ def _read_any(path: Path) -> list:
     try:
         obj = json.loads(data.decode("utf-8-sig"))
         return obj if isinstance(obj, list) else [obj]
-    except (UnicodeDecodeError, json.JSONDecodeError):
+    except (ValueError, RecursionError):     # not UTF-8 / not JSON / nested past the recursion limit
         rows = []
         for n, line in enumerate(data.splitlines(), 1):
             if line.strip():
                 try:
                     rows.append(json.loads(line.decode("utf-8-sig" if n == 1 else "utf-8")))
-                except (UnicodeDecodeError, json.JSONDecodeError):
+                except (ValueError, RecursionError):
                     rows.append({"_bad_json_line": n})
         return rows
 

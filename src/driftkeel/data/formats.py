@@ -143,7 +143,7 @@ def _read_jsonl(path: Path, fields: tuple[str, ...], limit: int | None, ints: tu
             except UnicodeDecodeError:
                 row.reasons.append("invalid_utf8")
                 continue
-            except json.JSONDecodeError:
+            except (ValueError, RecursionError):     # JSONDecodeError, or nesting past the recursion limit
                 row.reasons.append("malformed_json")
                 continue
             if not isinstance(obj, dict):
