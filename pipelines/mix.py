@@ -34,6 +34,19 @@ def _save_hf(path, train, evl) -> None:
         DatasetDict({"train": clean(train), "eval": clean(evl)}).save_to_disk(str(tmp))
 
 
+HF_OFF_NOTE = ("mix.hf_datasets is false in params.yaml: the mix was not saved as HF datasets. The same rows are in\n"
+               "../train.jsonl and ../eval.jsonl; set mix.hf_datasets: true to get datasets.load_from_disk here.\n")
+
+
+def _hf_off_note(path) -> None:
+    """hf/ is a declared DVC out, so with the datasets off it still exists: it holds only this note
+    (never a stale dataset from an earlier run with the option on)."""
+    from driftkeel.io import atomic_dir
+
+    with atomic_dir(path) as tmp:
+        (tmp / "NOT_SAVED.txt").write_text(HF_OFF_NOTE, encoding="utf-8")
+
+
 def main() -> dict:
     import hashlib
 
@@ -67,6 +80,8 @@ def main() -> dict:
         write_jsonl(out / name, df.to_dict("records"))
     if st.params.hf_datasets:
         _save_hf(out / "hf", mix.train, mix.eval)
+    else:
+        _hf_off_note(out / "hf")
     write_csv(out / "plots" / "composition.csv", mix.composition)
     cur = (mix.train.groupby(["phase", "source"]).agg(n=("pair_id", "size"), mean_difficulty=("difficulty", "mean"),
                                                       n_close=("close", "sum"), mean_weight=("weight", "mean"))

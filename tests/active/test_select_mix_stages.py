@@ -84,3 +84,19 @@ def test_select_then_mix_write_their_outputs(project):
     assert ds["train"].num_rows == len(train) and "difficulty" in ds["train"].column_names
     manifest = read_json(mix / "manifest.json")
     assert manifest["replay"]["from"] == "mix.replay_fraction" and manifest["synthetic"]["n_synthetic"] == mm["n_synthetic"]
+
+
+def test_mix_with_hf_datasets_off_still_writes_its_declared_hf_out(project):
+    """dvc.yaml declares outputs/mix/hf, so with mix.hf_datasets false the folder must still exist (a
+    missing declared out fails `dvc repro`); it holds only a note, never the datasets of an earlier run."""
+    importlib.import_module("pipelines.mix").main()
+    hf = project / "outputs" / "mix" / "hf"
+    assert (hf / "dataset_dict.json").exists()
+    params = yaml.safe_load((project / "params.yaml").read_text(encoding="utf-8"))
+    params["mix"]["hf_datasets"] = False
+    (project / "params.yaml").write_text(yaml.safe_dump(params), encoding="utf-8")
+    importlib.import_module("pipelines.mix").main()
+    assert [p.name for p in hf.iterdir()] == ["NOT_SAVED.txt"]
+    assert "mix.hf_datasets is false" in (hf / "NOT_SAVED.txt").read_text(encoding="utf-8")
+    assert read_json(project / "outputs" / "mix" / "manifest.json")["hf_datasets"] is None
+    assert read_jsonl(project / "outputs" / "mix" / "train.jsonl")
