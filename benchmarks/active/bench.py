@@ -121,6 +121,8 @@ def simulator_data(emb: Embedder, seed: int = 0) -> dict:
         "X_post": ev([(e["prompt"], e["chosen"], e["rejected"]) for e in post]),
         "X_pre": ev([(e["prompt"], e["chosen"], e["rejected"]) for e in pre]),
         "X_pre_current_concept": ev(pre_now),
+        "pre_prompts": [e["prompt"] for e in pre], "post_prompts": [e["prompt"] for e in post],
+        "pre_current_concept_prompts": [r[0] for r in pre_now],
     }
 
 
@@ -157,7 +159,8 @@ def hh_data(emb: Embedder, seed: int = 0, n_old: int = 2500) -> dict:
                             [r["rejected"] for r in rows])
     return {"name": "hh", "old_prompts": [r["prompt"] for r in old], "pool_prompts": [r["prompt"] for r in pool],
             "X_old": X_old, "y_old": y_old, "X_pool": X_pool, "y_pool": y_pool,
-            "X_post": cr(post), "X_pre": cr(pre)}
+            "X_post": cr(post), "X_pre": cr(pre),
+            "pre_prompts": [r["prompt"] for r in pre], "post_prompts": [r["prompt"] for r in post]}
 
 
 # ----------------------------------------------------------------------------- the loop
