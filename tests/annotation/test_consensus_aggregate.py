@@ -181,3 +181,61 @@ def test_bad_inputs_fail_loudly():
         consensus(j, GOLD)
     with pytest.raises(ValueError, match="no clean judgements"):
         aggregate_judgements(j.iloc[0:0], GOLD, AggregateParams())
+
+
+def _rows(spec) -> pd.DataFrame:
+    """[(comparison, batch, annotator, label, timestamp or None, pair)] -> judgements."""
+    rows = []
+    for k, (cid, batch, ann, label, ts, pair) in enumerate(spec):
+        rows.append({"judgement_id": f"j{k:03d}", "comparison_id": cid, "batch": batch,
+                     "timestamp": ts or f"2026-01-0{batch + 1}T00:{k % 60:02d}:00Z", "prompt_id": f"p-{pair}",
+                     "prompt": f"prompt {pair}", "response_a": f"A {pair}", "response_b": f"B {pair}",
+                     "policy_version": "policy-v0", "annotator_id": ann, "label": label,
+                     "response_time_s": 10.0, "is_golden": False})
+    return pd.DataFrame(rows)
+
+
+def test_dawid_skene_on_a_batch_where_nobody_says_b():
+    """A label no judgement reports has no evidence of how annotators judge it; left as a possible truth,
+    EM learned 'when the truth is b, everyone says a' and turned unanimous votes into coin flips
+    (confidence 0.5, everything sent to review, training margin ~0)."""
+    res = aggregate_judgements(_rows([(f"c{i}", 0, a, "a", None, f"c{i}") for i in range(5) for a in "vwxyz"]),
+                               {}, AggregateParams(bootstrap_samples=0))
+    cons = res.consensus.set_index("comparison_id")
+    assert (cons["label"] == "a").all() and (cons["confidence"] > 0.99).all()
+    assert res.metrics["n_review"] == 0
+    assert (res.training["margin"] > 2.0).all()
+
+
+def test_perfect_annotators_get_a_point_weight_interval_not_zero():
+    """Every judgement equals the consensus: the pooled accuracy is 1, Beta(n + m, 0) is a point mass at 1
+    (scipy's quantile is NaN there, which became a [0, 0] interval and a low_weight flag)."""
+    spec = [(f"c{i}", 0, a, "ab"[i % 2], None, f"c{i}") for i in range(6) for a in "xyz"]
+    for method in ("majority", "weighted"):
+        res = aggregate_judgements(_rows(spec), {}, AggregateParams(method=method, bootstrap_samples=0))
+        ann = res.annotators.set_index("annotator_id")
+        assert ann["weight"].tolist() == [1.0, 1.0, 1.0]
+        assert ann["weight_ci_low"].tolist() == [1.0, 1.0, 1.0] and ann["weight_ci_high"].tolist() == [1.0, 1.0, 1.0]
+        assert res.metrics["n_annotators_low_weight"] == 0 and not ann["flags"].str.contains("low_weight").any()
+
+
+def test_time_order_reads_utc_offsets_not_the_strings():
+    """cA (batch 0) was judged at 2026-01-02T00:00Z, written with a +09:00 offset, which sorts after cB's
+    05:00Z as a string; cB (batch 1) re-annotates the same pair later and flips it. The flip belongs to
+    batch 1, and the first judgement of a duplicated (annotator, comparison) is the earlier instant."""
+    spec = [("cA", 0, a, "a", "2026-01-02T09:00:00+09:00", "P") for a in "xyz"]
+    spec += [("cB", 1, a, "b", "2026-01-02T05:00:00Z", "P") for a in "xyz"]
+    spec += [(f"c{i}", b, a, lab, None, f"c{i}") for i, (b, lab) in enumerate([(0, "a"), (0, "b"), (1, "a"), (1, "b")])
+             for a in "xyz"]
+    res = aggregate_judgements(_rows(spec), {}, MAJORITY)
+    flip = res.flips.iloc[0]
+    assert len(res.flips) == 1 and bool(flip["flipped"])
+    assert (flip["earlier_comparison_id"], flip["later_comparison_id"]) == ("cA", "cB")
+    assert (int(flip["earlier_batch"]), int(flip["later_batch"])) == (0, 1)
+    assert res.label_drift.set_index("batch")["n_flips"].to_dict() == {0: 0, 1: 1}
+    # a duplicate judgement: the one made first in time is kept, whatever its string says
+    dup = _rows([("c9", 0, "x", "b", "2026-01-02T09:00:00+09:00", "Q"), ("c9", 0, "x", "a", "2026-01-02T05:00:00Z", "Q"),
+                 ("c9", 0, "y", "b", None, "Q")])
+    res = aggregate_judgements(dup, {}, MAJORITY)
+    assert res.metrics["n_duplicate_judgements_ignored"] == 1
+    assert res.audit.query("annotator_id == 'x'")["label"].tolist() == ["b"]

@@ -60,6 +60,15 @@ def _kappa(acc, chance):
     return np.clip(np.nan_to_num(k, nan=0.0), 0.0, 1.0)
 
 
+def _beta_ppf(q: float, a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Beta(a, b) quantile that also takes a = 0 or b = 0 (a point mass at 0 or 1: every judgement of a
+    pool with no error is correct, so pool = 1 and b = 0); scipy returns NaN there."""
+    a, b = np.asarray(a, dtype=float), np.asarray(b, dtype=float)
+    with np.errstate(invalid="ignore"):
+        x = stats.beta.ppf(q, np.maximum(a, 1e-300), np.maximum(b, 1e-300))
+    return np.where(b <= 0, 1.0, np.where(a <= 0, 0.0, x))
+
+
 def annotator_table(judgements: pd.DataFrame, consensus: pd.DataFrame, gold: Mapping[str, str], *,
                     posterior: pd.DataFrame | None = None, prior_strength: float = 2.0,
                     experts: Iterable[str] = (), expert_labels: Mapping[str, str] | None = None,
@@ -123,8 +132,8 @@ def annotator_table(judgements: pd.DataFrame, consensus: pd.DataFrame, gold: Map
     out["weight"] = _kappa(acc, chance) * speed
     with np.errstate(divide="ignore", invalid="ignore"):
         out["weight_sd"] = np.where(chance < 1, out["accuracy_sd"] / (1 - chance), 0.0) * speed
-    out["weight_ci_low"] = _kappa(stats.beta.ppf(lo_q, a, b), chance) * speed
-    out["weight_ci_high"] = _kappa(stats.beta.ppf(hi_q, a, b), chance) * speed
+    out["weight_ci_low"] = _kappa(_beta_ppf(lo_q, a, b), chance) * speed
+    out["weight_ci_high"] = _kappa(_beta_ppf(hi_q, a, b), chance) * speed
 
     # experts: agreement with settled expert labels (the experts' own rows excluded)
     exp = j[j["comparison_id"].isin(list(expert_labels or {})) & ~j["annotator_id"].isin(experts)]

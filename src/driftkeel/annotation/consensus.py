@@ -34,7 +34,7 @@ import numpy as np
 import pandas as pd
 
 from driftkeel.annotation.dawid_skene import DawidSkeneFit, calibrate, fit_dawid_skene
-from driftkeel.data.schemas import CONSENSUS_COLUMNS, LABELS
+from driftkeel.data.schemas import CONSENSUS_COLUMNS, LABELS, instants
 
 _FIRST = ["batch", "timestamp", "prompt_id", "prompt", "response_a", "response_b", "policy_version"]
 LABEL_INDEX = {lab: i for i, lab in enumerate(LABELS)}
@@ -99,7 +99,8 @@ def _frame(judgements: pd.DataFrame, gold: Mapping[str, str], counts: pd.DataFra
     n = counts.sum(axis=1)
     agree = _pick(counts[list(LABELS)].to_numpy(dtype=float), label) / n.to_numpy(dtype=float)
 
-    first = (judgements[["comparison_id", *_FIRST]].sort_values(["batch", "timestamp", "comparison_id"], kind="stable")
+    first = (judgements[["comparison_id", *_FIRST]].assign(_instant=instants(judgements["timestamp"]).to_numpy())
+             .sort_values(["batch", "_instant", "comparison_id"], kind="stable")
              .drop_duplicates("comparison_id", keep="first"))
     out = first.set_index("comparison_id")[_FIRST].reindex(idx)  # earliest judgement: batch, time, content
     out["is_golden"] = is_gold
@@ -192,6 +193,15 @@ def expert_anchors(judgements: pd.DataFrame, experts) -> dict[str, str]:
     return {c: lab for c, lab in labels.items() if lab is not None}
 
 
+def _latent(label_idx: np.ndarray) -> np.ndarray:
+    """True labels DS may infer: a and/or b, those that some judgement reports (an anchor adds its own
+    class in the fit). A class nobody reports has no evidence of how annotators judge it: left latent,
+    EM can learn 'when the truth is b, everyone says a' and turn unanimous votes into coin flips. With
+    only ties reported, both a and b stay possible."""
+    reported = np.isin(np.array([LABELS.index("a"), LABELS.index("b")]), label_idx)
+    return np.array([*(reported if reported.any() else [True, True]), False])
+
+
 def ds_consensus(judgements: pd.DataFrame, gold: Mapping[str, str], *, prior_strength: float = 2.0,
                  empirical_bayes: bool = True, pseudocount: float = 0.5,
                  judgement_weight: pd.Series | None = None, experts=(), max_iter: int = 100,
@@ -219,7 +229,7 @@ def ds_consensus(judgements: pd.DataFrame, gold: Mapping[str, str], *, prior_str
     # anchor says so
     fit = fit_dawid_skene(item, worker, label_idx, n_items=len(comps), n_workers=len(annotators),
                           n_classes=len(LABELS), gold=gold_idx, judgement_weight=r,
-                          latent=np.array([True, True, False]), prior_strength=prior_strength,
+                          latent=_latent(label_idx), prior_strength=prior_strength,
                           empirical_bayes=empirical_bayes, max_iter=max_iter, tol=tol)
     label, _, even_split = decide_posterior(fit.posterior, counts, pseudocount)   # labels: the MAP fit
     temperature, calibrated = calibrate(fit, item, worker, label_idx, n_items=len(comps), gold=gold_idx)

@@ -17,6 +17,8 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
+from driftkeel.data.schemas import instants
+
 FLIP_COLUMNS = ["pair_key", "earlier_comparison_id", "later_comparison_id", "earlier_batch", "later_batch",
                 "earlier_label", "later_label", "earlier_confidence", "later_confidence", "flipped", "changed"]
 _SWAP = {"a": "b", "b": "a", "tie": "tie"}
@@ -70,7 +72,8 @@ def temporal_consistency(judgements: pd.DataFrame, consensus: pd.DataFrame) -> p
     sub = judgements.loc[rep, ["annotator_id", "comparison_id", "timestamp", "label"]].copy()
     sub["key"] = key[rep]
     sub["label"] = canonical(sub["label"], swapped[pos[rep]])
-    sub = sub.sort_values(["key", "timestamp", "comparison_id"], kind="stable")
+    sub = sub.assign(_instant=instants(sub["timestamp"]).to_numpy()).sort_values(
+        ["key", "_instant", "comparison_id"], kind="stable")
     same = sub["key"].eq(sub["key"].shift()) & sub["comparison_id"].ne(sub["comparison_id"].shift())
     if not same.any():
         return empty
@@ -90,7 +93,8 @@ def preference_flips(consensus: pd.DataFrame) -> pd.DataFrame:
     c["group"] = groups[rep]
     c["pair_key"] = pair_keys(c)["pair_key"].to_numpy()
     c["canon"] = canonical(c["label"], swapped[rep]).to_numpy()
-    c = c.sort_values(["group", "timestamp", "comparison_id"], kind="stable")
+    c = c.assign(_instant=instants(c["timestamp"]).to_numpy()).sort_values(
+        ["group", "_instant", "comparison_id"], kind="stable")
     prev = c.shift()
     later = c["group"].eq(prev["group"])
     e, l = prev[later], c[later]

@@ -61,6 +61,15 @@ PAIR_COLUMNS = {"pair_id": "str", "prompt": "str", "chosen": "str", "rejected": 
                 "weight": "float", "batch": "int", "source": "str"}
 
 
+def instants(timestamps):
+    """The `timestamp` column as UTC instants (pandas datetimes; no offset = UTC, as validation reads it;
+    NaT when a value does not parse). Sort by this, never by the strings: validation accepts UTC offsets
+    and a space separator, so "2026-01-02T09:00:00+09:00" is earlier than "2026-01-02T05:00:00Z"."""
+    import pandas as pd
+
+    return pd.to_datetime(pd.Series(timestamps), utc=True, errors="coerce", format="ISO8601")
+
+
 def stream_files(data_dir) -> list:
     """The stream batch files in time order."""
     from pathlib import Path
