@@ -197,3 +197,15 @@ def test_decision_on_insufficient_data_is_none_with_reason():
     calibrate(tests, 0.05)
     d = decide(tests, DecisionParams())
     assert d["action"] == "none" and any("insufficient" in r for r in d["reasons"])
+
+
+def test_window_rows_without_a_prompt_id_are_identified_by_their_text():
+    """With a prompt_id column present, rows lacking an id used to get the id "nan" and were merged
+    into one prompt, silently shrinking the window."""
+    from driftkeel.drift.window import window_from_rows
+
+    rows = [{"prompt": "first", "prompt_id": "p0"}] + [{"prompt": f"question {i}"} for i in range(50)]
+    rows += [{"prompt": "question 3", "prompt_id": ""}, {"prompt": "again", "prompt_id": "p0"}]
+    w = window_from_rows(rows)
+    assert w.n_rows == 53 and w.prompts[0] == "first" and len(w.prompts) == 51   # p0 once, question 3 once
+    assert window_from_rows([{"prompt": f"question {i}"} for i in range(50)]).prompts == [f"question {i}" for i in range(50)]

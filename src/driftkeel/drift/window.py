@@ -61,7 +61,12 @@ def window_from_rows(rows: pd.DataFrame | list[dict]) -> Window:
     ok = df["prompt"].map(_is_text)
     w.n_without_text = int((~ok).sum())
     df = df[ok].copy()
-    df["prompt_id"] = (df["prompt_id"].astype(str) if "prompt_id" in df.columns else df["prompt"])
+    if "prompt_id" in df.columns:   # a row without an id is identified by its text (not all by "nan")
+        pid = df["prompt_id"]
+        given = pid.notna() & (pid.astype(str).str.strip() != "")
+        df["prompt_id"] = pid.astype(str).where(given, df["prompt"])
+    else:
+        df["prompt_id"] = df["prompt"]
     w.prompts = df.drop_duplicates("prompt_id")["prompt"].tolist()
     if "perplexity" in df.columns:
         w.perplexity = pd.to_numeric(df.drop_duplicates("prompt_id")["perplexity"], errors="coerce").to_numpy(float)
