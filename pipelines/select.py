@@ -29,13 +29,13 @@ def main() -> dict:
     consensus_path = st.outputs / "aggregate" / "consensus.parquet"
     if not pool_path.exists():
         raise SystemExit(f"select: {pool_path} not found")
-    pool, n_bad = read_pool(pool_path)
+    pool, n_bad, lines = read_pool(pool_path, with_lines=True)
     consensus = pd.read_parquet(consensus_path) if consensus_path.exists() else None
     report_path = st.outputs / "drift" / "report.json"
     report = read_json(report_path) if report_path.exists() else None
     backend = HASHING if st.params.surrogate_features == "hashing" else MINILM
     embedder = Embedder.for_project(st.root, backend=backend)
-    sel = select(pool, consensus, st.params, embedder, seed=st.common.seed, drift_report=report)
+    sel = select(pool, consensus, st.params, embedder, seed=st.common.seed, drift_report=report, lines=lines)
 
     metrics = {**sel.metrics, "n_skipped_invalid_json": n_bad}
     decision_path = st.outputs / "drift" / "decision.json"

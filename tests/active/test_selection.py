@@ -146,3 +146,36 @@ def test_queue_has_no_near_duplicates(embedder):
     ids = [q["pair_id"] for q in sel.queue]
     assert sum(i.startswith("twin") or i == "swapped" for i in ids) <= 1
     assert sel.metrics["n_near_duplicates_skipped"] >= 4
+
+
+def test_pairs_labelled_before_are_not_queued_again(embedder):
+    """After `driftkeel labels import` a pool pair is a consensus row (comparison_id = pair_id): the next
+    selection must not spend budget on it. It is skipped and counted (not quarantined)."""
+    cons = _consensus()
+    labelled = pd.DataFrame([{**cons.iloc[1].to_dict(), "comparison_id": f"unsure{i}", "batch": 9} for i in range(3)])
+    sel = select(_pool(), pd.concat([cons, labelled], ignore_index=True),
+                 SelectParams(k=5, strategy="least_confidence", n_members=1, calibrate=False), embedder, seed=0)
+    queued = {q["pair_id"] for q in sel.queue}
+    assert not queued & {"unsure0", "unsure1", "unsure2"} and {"unsure3", "unsure4"} <= queued
+    m = sel.metrics
+    assert m["n_skipped_already_labelled"] == 3 and m["n_pool_usable"] == 22 and len(sel.quarantine) == 4
+    assert m["n_pool_rows"] == m["n_pool_usable"] + m["n_quarantined"] + m["n_skipped_already_labelled"]
+    assert any("labelled before" in n for n in sel.notes)
+
+
+def test_pool_quarantine_gives_the_file_line(tmp_path, embedder):
+    """Blank and invalid-JSON lines are dropped by the reader; the quarantine must still point at the row's
+    line in the file, not at its position among the parsed rows."""
+    import json
+
+    from driftkeel.active import read_pool
+
+    good = [json.dumps({"pair_id": f"g{i}", "prompt": f"q {i}?", "response_a": f"yes {i}", "response_b": "no"})
+            for i in range(3)]
+    same = json.dumps({"pair_id": "same", "prompt": "x?", "response_a": "t", "response_b": "t"})
+    path = tmp_path / "pool.jsonl"
+    path.write_text("\n".join([good[0], "", "{broken", good[1], same, good[2]]) + "\n", encoding="utf-8")
+    rows, n_bad, lines = read_pool(path, with_lines=True)
+    assert n_bad == 1 and lines == [1, 4, 5, 6]
+    sel = select(rows, _consensus(), SelectParams(k=2), embedder, seed=0, lines=lines)
+    assert [(q["line"], q["reason"]) for q in sel.quarantine] == [(5, "identical_responses")]

@@ -1,7 +1,9 @@
 """Budgeted selection of unlabeled pool pairs for annotation (the labelling queue).
 
 1. Clean the pool: rows missing a required field or with identical responses are skipped (counted by
-   reason); repeated pair_ids keep the first row.
+   reason); repeated pair_ids keep the first row. Pairs that already have a consensus label (imported
+   with `driftkeel labels import`, comparison_id = pair_id) are skipped and counted as
+   `already_labelled`: they are not queued again (nor labelled synthetically by the mix stage).
 2. Fit the surrogate Bradley-Terry reward (active/surrogate.py) on the aggregated consensus: non-tie
    labels, weighted by confidence. Its held-out accuracy (20% of prompts, grouped by prompt_id) is
    reported, then it is refitted on all labels.
@@ -12,8 +14,8 @@
    P(a preferred), times the drift prior (active/drift_prior.py: pairs in new or grown clusters of
    the drift report), and take a batch of k (active/batch.py: diversity, no near-duplicates).
    k larger than the pool takes the whole pool (and says so). Without labels to fit the surrogate,
-   the strategy falls back to `random` (and says so). Every skipped pool row is quarantined with its
-   reason (`Selection.quarantine`).
+   the strategy falls back to `random` (and says so). Every skipped pool row but the already labelled
+   is quarantined with its reason and its line in the pool file (`Selection.quarantine`).
 """
 from __future__ import annotations
 
@@ -46,25 +48,39 @@ class Selection:
     quarantine: list[dict] = field(default_factory=list)
 
 
-def read_pool(path) -> tuple[list, int]:
-    """Lenient JSONL reader for the pool: (parsed lines, number of lines that are not valid UTF-8 JSON)."""
+def read_pool(path, with_lines: bool = False) -> tuple:
+    """Lenient JSONL reader for the pool: (parsed lines, number of lines that are not valid UTF-8 JSON),
+    and with `with_lines` also the file line number of each parsed line (for the quarantine)."""
     from driftkeel.validation.reader import read_json_lines
 
     values, bad = read_json_lines(path)
-    return [v for _, v in values], sum(bad.values())
+    rows = [v for _, v in values]
+    return (rows, sum(bad.values()), [n for n, _ in values]) if with_lines else (rows, sum(bad.values()))
 
 
-def clean_pool(rows: list, quarantine: list | None = None) -> tuple[list[dict], dict]:
+def labelled_pair_ids(consensus: pd.DataFrame | None) -> set[str]:
+    """Pool pairs that already have labels: `driftkeel labels import` writes a pool pair's judgements with
+    comparison_id = its pair_id, so after the aggregate stage they are consensus rows."""
+    if consensus is None or not len(consensus) or "comparison_id" not in consensus.columns:
+        return set()
+    return set(consensus["comparison_id"].astype(str))
+
+
+def clean_pool(rows: list, quarantine: list | None = None, lines: list[int] | None = None,
+               labelled: set[str] | None = None) -> tuple[list[dict], dict]:
     """Valid pool rows and the count of skipped rows per reason; skipped rows are appended to
-    `quarantine` as {"line", "reason", "row"} when a list is given."""
+    `quarantine` as {"line", "reason", "row"} when a list is given (`lines`: the file line number of
+    each row, from read_pool(with_lines=True); else its position). Pairs in `labelled` (see
+    labelled_pair_ids) are skipped and counted as `already_labelled`, not quarantined: they are fine,
+    only no longer worth a label."""
     counts = {"not_an_object": 0, "missing_fields": 0, "identical_responses": 0, "duplicate_pair_id": 0,
-              "missing_optional_fields": 0}
+              "missing_optional_fields": 0, "already_labelled": 0}
     seen, out = set(), []
 
     def skip(i, reason, row):
         counts[reason] += 1
         if quarantine is not None:
-            quarantine.append({"line": i + 1, "reason": reason, "row": row})
+            quarantine.append({"line": lines[i] if lines is not None else i + 1, "reason": reason, "row": row})
 
     for i, r in enumerate(rows):
         if not isinstance(r, dict):
@@ -80,9 +96,12 @@ def clean_pool(rows: list, quarantine: list | None = None) -> tuple[list[dict], 
         if r["pair_id"] in seen:
             skip(i, "duplicate_pair_id", r)
             continue
+        seen.add(r["pair_id"])
+        if labelled and str(r["pair_id"]) in labelled:
+            counts["already_labelled"] += 1
+            continue
         if any(r.get(k) is None for k in OPTIONAL):
             counts["missing_optional_fields"] += 1
-        seen.add(r["pair_id"])
         out.append(r)
     return out, counts
 
@@ -193,16 +212,20 @@ def choose(acq: np.ndarray, X: np.ndarray | None, prior: np.ndarray, k: int, div
 
 
 def select(pool_rows: list, consensus: pd.DataFrame | None, params: SelectParams, embedder: Embedder,
-           seed: int = 0, drift_report: dict | None = None, features: np.ndarray | None = None) -> Selection:
+           seed: int = 0, drift_report: dict | None = None, features: np.ndarray | None = None,
+           lines: list[int] | None = None) -> Selection:
     """The labelling queue (see the module docstring). `features` (pair features of the usable pool
-    rows, in order) skips embedding, e.g. from a cache."""
+    rows, in order) skips embedding, e.g. from a cache. `lines`: file line numbers of `pool_rows` (for
+    the quarantine). Pool pairs that already have a consensus label are not selected again."""
     quarantine: list[dict] = []
-    pool, skipped = clean_pool(pool_rows, quarantine)
+    pool, skipped = clean_pool(pool_rows, quarantine, lines=lines, labelled=labelled_pair_ids(consensus))
     notes: list[str] = []
     for reason, n in skipped.items():
         if n:
             notes.append(f"{n} pool row(s): {reason.replace('_', ' ')}"
-                         + (" (kept)" if reason == "missing_optional_fields" else " (quarantined)"))
+                         + (" (kept)" if reason == "missing_optional_fields" else
+                            " (skipped: labelled before, by `driftkeel labels import`)" if reason == "already_labelled"
+                            else " (quarantined)"))
     strategy = params.strategy
     model, info = (fit_surrogate(consensus, embedder, params.n_members, seed, calibrate=params.calibrate)
                    if pool else (None, {"n_labels": 0}))

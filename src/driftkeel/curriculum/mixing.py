@@ -194,10 +194,10 @@ def build_mix(consensus: pd.DataFrame, params: MixParams, seed: int = 0, *, embe
     syn_info: dict = {}
     syn = pd.DataFrame()
     if params.synthetic:
-        from driftkeel.active.selection import clean_pool
+        from driftkeel.active.selection import clean_pool, labelled_pair_ids
         from driftkeel.curriculum.synthetic import synthetic_pairs
 
-        usable, _ = clean_pool(pool or [])
+        usable, _ = clean_pool(pool or [], labelled=labelled_pair_ids(consensus))   # human labels win
         eval_prompts = set(evl["prompt_id"].astype(str))
         usable = [r for r in usable if str(r.get("prompt_id") or r["prompt"]) not in eval_prompts]
         if embedder is None:
