@@ -40,3 +40,14 @@ def test_yaml_tags_are_not_executed(tmp_path):
     with pytest.raises(Exception) as exc:
         load_section("mix", p)
     assert "could not determine a constructor" in str(exc.value)
+
+
+def test_new_cluster_weight_below_one_is_refused(tmp_path):
+    """mix.new_cluster_weight up-weights pairs in new clusters (prior boost = weight - 1); a value below 1
+    used to be accepted and then silently switched the cluster weights off (a negative boost means 'off')."""
+    p = tmp_path / "params.yaml"
+    p.write_text("mix: {new_cluster_weight: 0.5}\n")
+    with pytest.raises(ConfigError, match=r"mix\.new_cluster_weight"):
+        load_section("mix", p)
+    p.write_text("mix: {new_cluster_weight: 1.0}\n")
+    assert load_section("mix", p)[1].new_cluster_weight == 1.0

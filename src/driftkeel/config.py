@@ -207,7 +207,7 @@ class MixParams(_Section):
     order: Literal["easy_to_hard", "pacing", "shuffle"] = "easy_to_hard"
     pacing_phases: int = Field(3, ge=1)            # pacing: easy third first, then easy+medium, then all
     close_margin: float = Field(0.2, ge=0)         # |P(a) - 0.5| of the surrogate below this: close comparison
-    new_cluster_weight: float = Field(2.0, gt=0)   # training weight factor of pairs in flagged new clusters
+    new_cluster_weight: float = Field(2.0, ge=1.0)   # training weight factor (>= 1: an up-weight) of pairs in flagged new clusters
     drift_alpha: float = Field(0.05, gt=0, le=1)
     synthetic: bool = False                        # add pool pairs labelled by the surrogate ensemble
     synthetic_min_confidence: float = Field(0.95, gt=0.5, le=1)
