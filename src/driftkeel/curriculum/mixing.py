@@ -19,8 +19,11 @@
   weight x `mix.new_cluster_weight` (grown clusters half that boost; active/drift_prior.py), then all
   weights are divided by the largest factor (the reward loss is weight-averaged: only ratios matter).
 - Drift era per pair: "before" for batches before the first batch (outside the reference) on which
-  the drift report's history raised an alarm, "after" from it on (all "before" without an alarm or a
-  report). `reward.routing.key: era` trains one reward head per era (training/routing.py).
+  the drift report's history raised a prompt-drift alarm, "after" from it on (all "before" without an
+  alarm or a report). Only the prompt signal sets it, on purpose: `reward.routing.key: era` trains one
+  reward head per era behind a gate that reads the prompt (training/routing.py), which cannot tell eras
+  apart that differ only in labels; and `replay_pool: before_drift` must not replay labels from before
+  a concept change as if they were still right.
 - Synthetic feedback (`mix.synthetic`, curriculum/synthetic.py): confident surrogate-ensemble labels
   of pool pairs, source "synthetic", train only (never eval).
 """
@@ -120,7 +123,8 @@ def replay_share(params: MixParams, drift_level: int | None) -> tuple[float, str
 
 
 def first_drift_batch(report: dict | None) -> int | None:
-    """The first batch outside the reference window whose drift history entry raised an alarm."""
+    """The first batch outside the reference window whose drift history entry raised a prompt-drift
+    alarm (`alarm` in the history is the prompt signal's; see the module docstring for why)."""
     hist = (report or {}).get("history") if isinstance(report, dict) else None
     flagged = [int(h["batch"]) for h in hist or [] if isinstance(h, dict) and h.get("alarm")
                and not h.get("in_reference") and h.get("batch") is not None]
