@@ -64,7 +64,8 @@ def rollback(model: str = typer.Option("driftkeel-policy", help="registered mode
     r = _root(root)
     common, _ = load_section("register", r / "params.yaml")
     tracking.configure(r, common)
-    _print(lifecycle.rollback(model, to_version=to, reason=reason, user=user or getpass.getuser()))
+    _print(lifecycle.rollback(model, to_version=to, reason=reason, user=user or getpass.getuser(), root=r,
+                              common=common))
 
 
 @app.command("status")

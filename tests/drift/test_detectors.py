@@ -192,6 +192,19 @@ def test_net_benefits_exact_and_configurable():
         DecisionParams(loss={"weather": 1.0})
 
 
+def test_decision_ties_go_to_the_cheaper_action():
+    """collect-labels and retrain-reward both net +1.0 here; retrain-reward costs 1, collect-labels 3:
+    the cheaper one wins (the tie used to go to the lower level whatever the costs)."""
+    p = DecisionParams(loss={"label": 4.0}, cost={"collect-labels": 3.0, "retrain-reward": 1.0, "retrain-all": 6.0},
+                       coverage={"collect-labels": {"label": 1.0}, "retrain-reward": {"label": 0.5},
+                                 "retrain-all": {"label": 1.0}})
+    tests = [_t("label", True)]
+    calibrate(tests, 0.05)
+    d = decide(tests, p)
+    assert d["net_benefit"]["collect-labels"] == d["net_benefit"]["retrain-reward"] == 1.0
+    assert d["action"] == "retrain-reward"
+
+
 def test_decision_on_insufficient_data_is_none_with_reason():
     tests = [det.insufficient("prompt_embedding", "prompt", "tiny")]
     calibrate(tests, 0.05)

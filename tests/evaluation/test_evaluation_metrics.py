@@ -151,6 +151,8 @@ def test_mean_reciprocal_rank_exact():
               ([1.0], [1])]                       # one response: not a ranking, skipped
     assert mean_reciprocal_rank(groups) == pytest.approx((1 + 1 / 3 + 1 / 2) / 3)
     assert math.isnan(mean_reciprocal_rank([]))
+    # a NaN model score ranks last (it crashed with ZeroDivisionError: no score is >= NaN)
+    assert mean_reciprocal_rank([([float("nan"), 0.1, 0.2], [1.0, 0.0, 0.5])]) == pytest.approx(1 / 3)
 
 
 def test_win_rate_and_slice_gap():

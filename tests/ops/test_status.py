@@ -76,3 +76,20 @@ def test_status_shows_champion_and_challenger_from_the_registry(project):
     assert "model     driftkeel-reward: champion v2  challenger v3  latest v3" in lines
     assert any(x.startswith("drift     retrain-reward on batch 2 (signals: label)") for x in lines)
     assert lines[-1] == "queues    labeling 7  review 2  inbox 1 waiting, 1 rejected"
+
+
+def test_rollback_reads_the_store_of_root_not_of_the_current_directory(tmp_path, monkeypatch):
+    """`driftkeel rollback --root P` run from elsewhere: it used to read ./params.yaml and ./mlflow.db."""
+    from driftkeel.registry.lifecycle import RegistryError
+
+    project, elsewhere = tmp_path / "proj", tmp_path / "elsewhere"
+    project.mkdir()
+    elsewhere.mkdir()
+    (project / "params.yaml").write_text((Path(__file__).resolve().parents[2] / "params.yaml").read_text())
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    monkeypatch.chdir(elsewhere)
+    res = CliRunner().invoke(app, ["rollback", "--model", "driftkeel-reward", "--reason", "test",
+                                   "--root", str(project)])
+    assert isinstance(res.exception, RegistryError), res.exception      # the project's store: nothing to roll back
+    assert "no previous champion" in str(res.exception)
+    assert (project / "mlflow.db").exists() and not list(elsewhere.iterdir())

@@ -36,7 +36,9 @@ def decide(tests: list[dict], params: DecisionParams, current_batch: int | None 
                f"p={t['p_value']:.3g} <= {t['alpha']:.3g} (calibrated false-alarm rate of this test; the whole "
                f"window's is {t['family_alpha']})" for t in alarms]
     net = net_benefits(signals, params)
-    action = max(ACTIONS, key=lambda a: (round(net[a], 9), -LEVEL[a]))
+    # ties: the cheaper action (its configured cost; none costs 0), then the lower level
+    action = max(ACTIONS, key=lambda a: (round(net[a], 9), -(params.cost.get(a, 0.0) if a != "none" else 0.0),
+                                         -LEVEL[a]))
     if signals:
         reasons.append("cost-benefit: " + ", ".join(f"{a} {net[a]:+.2f}" for a in ACTIONS)
                        + f" (loss of the alarmed signals {', '.join(f'{s}={params.loss.get(s, 0):g}' for s in signals)})"

@@ -147,14 +147,15 @@ def mean_reciprocal_rank(groups: Sequence[tuple[Sequence[float], Sequence[float]
 
     `groups`: (model_scores, true_utilities) per prompt, >= 2 responses each. The rank of the best
     response (highest true utility; the best-ranked of tied best ones) counts model-score ties
-    pessimistically. NaN when there are no groups."""
+    pessimistically; a model score that is not finite ranks last (a NaN score counts as wrong, as in
+    the accuracy metrics). NaN when there are no groups."""
     rr = []
     for scores, truth in groups:
         s, t = np.asarray(scores, dtype=float), np.asarray(truth, dtype=float)
         if s.size < 2 or s.shape != t.shape:
             continue
         best = np.flatnonzero(t == t.max())
-        rank = min(int(np.sum(s >= s[i])) for i in best)
+        rank = min(int(np.sum(s >= s[i])) if np.isfinite(s[i]) else s.size for i in best)
         rr.append(1.0 / rank)
     return float(np.mean(rr)) if rr else float("nan")
 
