@@ -10,7 +10,8 @@ import pytest
 from driftkeel.config import CommonParams, RegisterParams
 from driftkeel.evaluation.gate import gate
 from driftkeel.registry.lifecycle import (RegistryError, alias_history, register_models,
-                                          registry_client, rollback, stale_baseline_reason, status)
+                                          registry_client, rollback, stale_baseline_reason, stale_reward_reason,
+                                          status)
 from driftkeel.registry.modelfiles import ModelDirError, check_model_dir, fingerprint
 
 COMMON = CommonParams()
@@ -21,19 +22,23 @@ def names() -> RegisterParams:
     return RegisterParams(policy_model_name=f"policy-{u}", reward_model_name=f"reward-{u}")
 
 
-def verdict_for(models: dict, passed: bool, baseline: dict) -> dict:
+def verdict_for(models: dict, passed: bool, baseline: dict, reward_champion: int | None = None) -> dict:
+    """A verdict as evaluate writes it; `champion_reward` records the reward champion its reward checks
+    compared against (default: the version of the policy champion baseline, as the pairs move together)."""
     metrics = {"reward_accuracy": 0.8 if passed else 0.4, "challenger_mean_reward": 1.0,
                "baseline_mean_reward": 0.9}
     v = gate(metrics, min_reward_accuracy=0.7, max_policy_reward_drop=0.1).to_dict()
     assert v["passed"] is passed
     v["baseline"] = baseline
+    rv = reward_champion if reward_champion is not None else (baseline or {}).get("version")
+    v["champion_reward"] = None if rv is None else {"model_name": "driftkeel-test-reward", "version": int(rv)}
     v["models"] = {role: {"path": str(models[role]), "fingerprint": fingerprint(models[role])}
                    for role in ("reward", "policy")}
     return v
 
 
-def register(project, params, models, passed, baseline, **kw):
-    return register_models(project, COMMON, params, verdict_for(models, passed, baseline),
+def register(project, params, models, passed, baseline, reward_champion=None, **kw):
+    return register_models(project, COMMON, params, verdict_for(models, passed, baseline, reward_champion),
                            reward_dir=models["reward"], policy_dir=models["policy"], **kw)
 
 
@@ -190,3 +195,43 @@ print(json.dumps({{"text": out[0]["generated_text"], "same": same, "score": floa
     assert got["same"] is True
     assert got["text"].startswith("how do I fix the car?")
     assert isinstance(got["score"], float)
+
+
+def test_verdict_is_stale_when_the_reward_champion_moved_since_evaluate(project, tiny_models):
+    """The policy champion can stay while `driftkeel rollback --model <reward>` moves the reward one; the
+    verdict's forgetting / accuracy-drop checks compared against the old reward champion, so it must
+    not promote (it used to: only the policy champion was compared)."""
+    params = names()
+    register(project, params, tiny_models["first"], True, {"source": "sft"})
+    register(project, params, tiny_models["second"], True, {"source": "champion", "version": 1})
+    rollback(params.reward_model_name, reason="reward regression", user="oncall", root=project, common=COMMON)
+    # evaluated against policy champion v2 and reward champion v2, but the reward champion is now v1
+    # (the first reward model; this verdict's reward model is the second one)
+    rec = register(project, params, tiny_models["second"], True, {"source": "champion", "version": 2},
+                   reward_champion=2)
+    assert rec["promoted"] is False and "reward champion is now v1" in rec["decision"], rec["decision"]
+    assert rec["models"]["policy"]["champion"] == 2 and rec["models"]["reward"]["champion"] == 1
+    # evaluated against the current pair: promotes
+    rec = register(project, params, tiny_models["second"], True, {"source": "champion", "version": 2},
+                   reward_champion=1)
+    assert rec["promoted"] is True, rec["decision"]
+    assert stale_reward_reason(None, None) is None and stale_reward_reason({"version": 3}, 3) is None
+    assert stale_reward_reason(None, 2).startswith("verdict is stale")
+
+
+def test_a_register_killed_between_the_two_promotions_still_promotes_on_rerun(project, tiny_models):
+    """register moves the reward champion first, then the policy one. Killed in between, the reward
+    champion is already this verdict's reward model (same fingerprint, an earlier version number): the
+    re-run must not call the verdict stale because of its own move."""
+    from driftkeel.registry.lifecycle import move_alias
+
+    params = names()
+    register(project, params, tiny_models["first"], True, {"source": "sft"})
+    failed = register(project, params, tiny_models["second"], False, {"source": "champion", "version": 1})
+    client = registry_client(project, COMMON)
+    move_alias(client, params.reward_model_name, "champion", failed["models"]["reward"]["version"],
+               action="promote", reason="simulated: killed after the reward promotion")
+    rec = register(project, params, tiny_models["second"], True, {"source": "champion", "version": 1},
+                   reward_champion=1)
+    assert rec["promoted"] is True, rec["decision"]
+    assert rec["models"]["policy"]["champion"] == rec["models"]["policy"]["version"]

@@ -219,6 +219,22 @@ def stale_baseline_reason(baseline: dict | None, current_champion: int | None) -
     return "verdict has no baseline record: re-run evaluate"
 
 
+def stale_reward_reason(champion_reward: dict | None, current_reward_champion: int | None) -> str | None:
+    """Why a verdict may not promote because the reward champion changed since evaluate ran (its
+    forgetting and accuracy-drop checks compared against `champion_reward`, the verdict's record, None
+    when there was no reward champion), else None. The policy champion can stay while the reward one
+    moves: `driftkeel rollback --model driftkeel-reward` moves one model."""
+    evaluated = None if not champion_reward else champion_reward.get("version")
+    evaluated = None if evaluated is None else int(evaluated)
+    current = None if current_reward_champion is None else int(current_reward_champion)
+    if evaluated == current:
+        return None
+    return (f"verdict is stale: its reward checks ran against "
+            f"{'reward champion v' + str(evaluated) if evaluated is not None else 'no reward champion'}, "
+            f"the reward champion is now {'v' + str(current) if current is not None else 'unset'}"
+            "; re-run evaluate (dvc repro -f evaluate)")
+
+
 def _version_tags(role: str, sr, model_info: dict, verdict: dict) -> dict[str, str]:
     tags = {f"{TAG}role": role, f"{TAG}run_id": sr.run_id, f"{TAG}parent_run_id": sr.parent_run_id,
             f"{TAG}fingerprint": model_info["fingerprint"], f"{TAG}source_dir": model_info["path"],
@@ -272,6 +288,15 @@ def register_models(root: str | Path, common: CommonParams, params: RegisterPara
             champ = client.get_model_version(names["policy"], str(current)).tags or {}
             if champ.get(f"{TAG}fingerprint") == checked["policy"]["fingerprint"]:
                 stale = None
+        current_reward = alias_version(client, names["reward"], CHAMPION)
+        stale_reward = stale_reward_reason(verdict.get("champion_reward"), current_reward)
+        if stale_reward and current_reward is not None:
+            # likewise for the reward alias, which register moves first: killed between the two
+            # promotions, the reward champion is already this verdict's reward model (by fingerprint)
+            champ = client.get_model_version(names["reward"], str(current_reward)).tags or {}
+            if champ.get(f"{TAG}fingerprint") == checked["reward"]["fingerprint"]:
+                stale_reward = None
+        stale = stale or stale_reward
         promoted = bool(verdict.get("passed")) and stale is None
         if promoted:
             why = "; ".join(c["reason"] for c in verdict.get("checks", [])) or "gate passed"
