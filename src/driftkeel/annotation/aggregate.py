@@ -36,7 +36,7 @@ from driftkeel.annotation.consensus import EXTRA_COLUMNS, LABEL_INDEX, consensus
 from driftkeel.annotation.health import annotator_timeseries, quality_drops
 from driftkeel.annotation.repeats import flip_rates, preference_flips, temporal_consistency
 from driftkeel.annotation.routing import audit_trail, hard_pairs, review_queue, training_weights
-from driftkeel.data.schemas import CONSENSUS_COLUMNS, LABELS, instants
+from driftkeel.data.schemas import CONSENSUS_COLUMNS, LABELS, sort_in_time
 
 if TYPE_CHECKING:
     from driftkeel.config import AggregateParams
@@ -77,8 +77,7 @@ def drop_duplicate_judgements(judgements: pd.DataFrame) -> tuple[pd.DataFrame, i
     """Keep the first (in time) judgement of each (annotator, comparison); return (frame, n dropped)."""
     if not judgements.duplicated(["annotator_id", "comparison_id"]).any():
         return judgements, 0
-    order = (judgements.assign(_instant=instants(judgements["timestamp"]).to_numpy())
-             .sort_values(["_instant", "judgement_id"], kind="stable"))
+    order = sort_in_time(judgements, ["timestamp", "judgement_id"])
     dup = order.duplicated(["annotator_id", "comparison_id"], keep="first")
     if not dup.any():
         return judgements, 0

@@ -34,7 +34,7 @@ import numpy as np
 import pandas as pd
 
 from driftkeel.annotation.dawid_skene import DawidSkeneFit, calibrate, fit_dawid_skene
-from driftkeel.data.schemas import CONSENSUS_COLUMNS, LABELS, instants
+from driftkeel.data.schemas import CONSENSUS_COLUMNS, LABELS, sort_in_time
 
 _FIRST = ["batch", "timestamp", "prompt_id", "prompt", "response_a", "response_b", "policy_version"]
 LABEL_INDEX = {lab: i for i, lab in enumerate(LABELS)}
@@ -99,8 +99,7 @@ def _frame(judgements: pd.DataFrame, gold: Mapping[str, str], counts: pd.DataFra
     n = counts.sum(axis=1)
     agree = _pick(counts[list(LABELS)].to_numpy(dtype=float), label) / n.to_numpy(dtype=float)
 
-    first = (judgements[["comparison_id", *_FIRST]].assign(_instant=instants(judgements["timestamp"]).to_numpy())
-             .sort_values(["batch", "_instant", "comparison_id"], kind="stable")
+    first = (sort_in_time(judgements[["comparison_id", *_FIRST]], ["batch", "timestamp", "comparison_id"])
              .drop_duplicates("comparison_id", keep="first"))
     out = first.set_index("comparison_id")[_FIRST].reindex(idx)  # earliest judgement: batch, time, content
     out["is_golden"] = is_gold

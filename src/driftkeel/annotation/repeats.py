@@ -17,7 +17,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from driftkeel.data.schemas import instants
+from driftkeel.data.schemas import sort_in_time
 
 FLIP_COLUMNS = ["pair_key", "earlier_comparison_id", "later_comparison_id", "earlier_batch", "later_batch",
                 "earlier_label", "later_label", "earlier_confidence", "later_confidence", "flipped", "changed"]
@@ -72,8 +72,7 @@ def temporal_consistency(judgements: pd.DataFrame, consensus: pd.DataFrame) -> p
     sub = judgements.loc[rep, ["annotator_id", "comparison_id", "timestamp", "label"]].copy()
     sub["key"] = key[rep]
     sub["label"] = canonical(sub["label"], swapped[pos[rep]])
-    sub = sub.assign(_instant=instants(sub["timestamp"]).to_numpy()).sort_values(
-        ["key", "_instant", "comparison_id"], kind="stable")
+    sub = sort_in_time(sub, ["key", "timestamp", "comparison_id"])
     same = sub["key"].eq(sub["key"].shift()) & sub["comparison_id"].ne(sub["comparison_id"].shift())
     if not same.any():
         return empty
@@ -93,8 +92,7 @@ def preference_flips(consensus: pd.DataFrame) -> pd.DataFrame:
     c["group"] = groups[rep]
     c["pair_key"] = pair_keys(c)["pair_key"].to_numpy()
     c["canon"] = canonical(c["label"], swapped[rep]).to_numpy()
-    c = c.assign(_instant=instants(c["timestamp"]).to_numpy()).sort_values(
-        ["group", "_instant", "comparison_id"], kind="stable")
+    c = sort_in_time(c, ["group", "timestamp", "comparison_id"])
     prev = c.shift()
     later = c["group"].eq(prev["group"])
     e, l = prev[later], c[later]

@@ -70,6 +70,14 @@ def instants(timestamps):
     return pd.to_datetime(pd.Series(timestamps), utc=True, errors="coerce", format="ISO8601")
 
 
+def sort_in_time(frame, by: list[str]):
+    """`frame` sorted (stable) by the columns `by`, with "timestamp" compared as UTC instants (see
+    instants), not as strings."""
+    cols = ["_instant" if c == "timestamp" else c for c in by]
+    return (frame.assign(_instant=instants(frame["timestamp"]).to_numpy())
+            .sort_values(cols, kind="stable").drop(columns="_instant"))
+
+
 def stream_files(data_dir) -> list:
     """The stream batch files in time order."""
     from pathlib import Path

@@ -235,6 +235,14 @@ def stale_reward_reason(champion_reward: dict | None, current_reward_champion: i
             "; re-run evaluate (dvc repro -f evaluate)")
 
 
+def _holds(client, model_name: str, version: int | None, fingerprint: str) -> bool:
+    """Whether registered `version` of `model_name` (None: no version) is the model with `fingerprint`."""
+    if version is None:
+        return False
+    tags = client.get_model_version(model_name, str(version)).tags or {}
+    return tags.get(f"{TAG}fingerprint") == fingerprint
+
+
 def _version_tags(role: str, sr, model_info: dict, verdict: dict) -> dict[str, str]:
     tags = {f"{TAG}role": role, f"{TAG}run_id": sr.run_id, f"{TAG}parent_run_id": sr.parent_run_id,
             f"{TAG}fingerprint": model_info["fingerprint"], f"{TAG}source_dir": model_info["path"],
@@ -282,20 +290,16 @@ def register_models(root: str | Path, common: CommonParams, params: RegisterPara
                                      reason=f"registered by run {sr.run_id} ({gate_text})"))
         current = alias_version(client, names["policy"], CHAMPION)
         stale = stale_baseline_reason(verdict.get("baseline"), current)
-        if stale and current is not None:
+        if stale and _holds(client, names["policy"], current, checked["policy"]["fingerprint"]):
             # the champion is this very model: an interrupted run of this register (killed after it
             # promoted) moved it there from this same verdict, so the verdict is still current
-            champ = client.get_model_version(names["policy"], str(current)).tags or {}
-            if champ.get(f"{TAG}fingerprint") == checked["policy"]["fingerprint"]:
-                stale = None
+            stale = None
         current_reward = alias_version(client, names["reward"], CHAMPION)
         stale_reward = stale_reward_reason(verdict.get("champion_reward"), current_reward)
-        if stale_reward and current_reward is not None:
+        if stale_reward and _holds(client, names["reward"], current_reward, checked["reward"]["fingerprint"]):
             # likewise for the reward alias, which register moves first: killed between the two
             # promotions, the reward champion is already this verdict's reward model (by fingerprint)
-            champ = client.get_model_version(names["reward"], str(current_reward)).tags or {}
-            if champ.get(f"{TAG}fingerprint") == checked["reward"]["fingerprint"]:
-                stale_reward = None
+            stale_reward = None
         stale = stale or stale_reward
         promoted = bool(verdict.get("passed")) and stale is None
         if promoted:
