@@ -9,6 +9,8 @@ from typing import Optional
 
 import typer
 
+from driftkeel.cli_errors import config_errors
+
 app = typer.Typer(add_completion=False, no_args_is_help=True,
                   help="driftkeel: keep RLHF-trained language models aligned while their data drifts.")
 
@@ -22,6 +24,7 @@ def _print(obj) -> None:
 
 
 @app.command("demo-data")
+@config_errors
 def demo_data(root: Optional[Path] = typer.Option(None, help="project root (default: cwd)"),
               force: bool = typer.Option(False, help="replace existing, different data/")) -> None:
     """Write the deterministic demo stream (params.yaml `data:`) to data/."""
@@ -39,6 +42,7 @@ def demo_data(root: Optional[Path] = typer.Option(None, help="project root (defa
 
 
 @app.command("drift")
+@config_errors
 def drift(reference: Path = typer.Option(..., exists=True, dir_okay=False, help="JSONL of the reference window"),
           current: Path = typer.Option(..., exists=True, dir_okay=False, help="JSONL of the current window"),
           out: Path = typer.Option(Path("drift-report"), help="folder for report.json / report.html"),
@@ -47,11 +51,15 @@ def drift(reference: Path = typer.Option(..., exists=True, dir_okay=False, help=
     from driftkeel.config import load_section
     from driftkeel.drift.cli import run_drift_cli
 
-    _, params = load_section("drift", _root(root) / "params.yaml")
-    _print(run_drift_cli(reference, current, out, params))
+    from driftkeel.embeddings import Embedder
+
+    r = _root(root)
+    _, params = load_section("drift", r / "params.yaml")
+    _print(run_drift_cli(reference, current, out, params, embedder=Embedder.for_project(r)))
 
 
 @app.command("rollback")
+@config_errors
 def rollback(model: str = typer.Option("driftkeel-policy", help="registered model name"),
              to: Optional[str] = typer.Option(None, "--to", help="version to make champion (default: previous)"),
              reason: str = typer.Option(..., help="why (recorded in the alias history)"),
@@ -69,13 +77,18 @@ def rollback(model: str = typer.Option("driftkeel-policy", help="registered mode
 
 
 @app.command("status")
+@config_errors
 def status(root: Optional[Path] = typer.Option(None),
            as_json: bool = typer.Option(False, "--json", help="the full status as JSON"),
            prefect: bool = typer.Option(False, "--prefect", help="also count flow runs on PREFECT_API_URL")) -> None:
     """Data version, champion/challenger versions, last drift decision, queue sizes."""
+    from driftkeel.config import ConfigError
     from driftkeel.ops.status import project_status, render
 
-    st = project_status(_root(root), prefect=prefect)
+    r = _root(root)
+    if not (r / "params.yaml").is_file():
+        raise ConfigError(f"{r / 'params.yaml'}: not found (not a driftkeel project root?)")
+    st = project_status(r, prefect=prefect)
     if as_json:
         _print(st)
     else:
@@ -98,6 +111,7 @@ HEADLINE = {
 
 
 @app.command("metrics")
+@config_errors
 def metrics(root: Optional[Path] = typer.Option(None),
             all_: bool = typer.Option(False, "--all", help="every metric, not only the headline ones")) -> None:
     """Each stage's metrics, one per line (outputs/<stage>/metrics.json)."""
@@ -124,7 +138,7 @@ app.add_typer(labels_app, name="labels")  # driftkeel labels export | driftkeel 
 
 from driftkeel.registry.spool import mlflow_sync_command  # noqa: E402
 
-app.command("mlflow-sync")(mlflow_sync_command)  # driftkeel mlflow-sync [--root PATH]
+app.command("mlflow-sync")(config_errors(mlflow_sync_command))  # driftkeel mlflow-sync [--root PATH]
 
 from driftkeel.data.prepare_cli import prepare_data_command  # noqa: E402
 

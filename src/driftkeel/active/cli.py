@@ -15,6 +15,8 @@ from typing import Optional
 
 import typer
 
+from driftkeel.cli_errors import config_errors
+
 labels_app = typer.Typer(add_completion=False, no_args_is_help=True,
                          help="Labelling queue: export to annotation tools, import their labels as a new batch.")
 
@@ -32,6 +34,7 @@ def _paths(root: Optional[Path]) -> tuple[Path, Path, Path]:
 
 
 @labels_app.command("export")
+@config_errors
 def export(out: Optional[Path] = typer.Option(None, help="folder (default: outputs/select)"),
            queue: Optional[Path] = typer.Option(None, help="queue JSONL (default: outputs/select/queue.jsonl)"),
            root: Optional[Path] = typer.Option(None, help="project root holding params.yaml")) -> None:
@@ -50,6 +53,7 @@ def export(out: Optional[Path] = typer.Option(None, help="folder (default: outpu
 
 
 @labels_app.command("import")
+@config_errors
 def import_(labels: Path = typer.Argument(..., exists=True, dir_okay=False,
                                           help="Label Studio JSON export, Argilla export or JSONL of "
                                                "{pair_id, label, annotator_id}"),
