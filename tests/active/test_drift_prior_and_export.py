@@ -105,7 +105,36 @@ def test_import_writes_a_new_batch_and_reports_rejects(tmp_path):
     assert all(set(w) == set(JUDGEMENT_COLUMNS) for w in written)
     assert [w["label"] for w in written] == ["a", "b"] and written[1]["response_time_s"] == 30.0
     assert all(w["batch"] == 1 and not w["is_golden"] for w in written)
-    # without a default response time the label without one is rejected, not invented
-    out2 = import_labels(labels, queue, data)
-    assert out2["written"].endswith("batch_002.jsonl")
-    assert any(r["reason"] == "no response time (pass a default)" for r in out2["rejected"])
+    # the same file again: its judgements are already in the stream -> rejected, naming the batch, nothing written
+    out2 = import_labels(labels, queue, data, default_response_time_s=30.0)
+    assert out2["written"] is None and out2["n_judgements"] == 0
+    assert sorted(r["reason"] for r in out2["rejected"] if "already imported" in r["reason"]) == \
+        ["already imported: this annotator's judgement of this pair is in batch_001.jsonl"] * 3   # incl. the repeat
+    assert len(out2["rejected"]) == len(out["rejected"]) + 2
+    assert sorted(p.name for p in (data / "stream").iterdir()) == ["batch_000.jsonl", "batch_001.jsonl"]
+    # a new label by another annotator is written; without a default response time the label without one
+    # is rejected, not invented
+    more = tmp_path / "more.jsonl"
+    more.write_text(json.dumps({"pair_id": "pool-0", "label": "b", "annotator_id": "ann-003", "response_time_s": 9})
+                    + "\n" + json.dumps({"pair_id": "pool-2", "label": "a", "annotator_id": "ann-003"}) + "\n")
+    out3 = import_labels(more, queue, data)
+    assert out3["written"].endswith("batch_002.jsonl") and out3["n_judgements"] == 1
+    assert [r["reason"] for r in out3["rejected"]] == ["no response time (pass a default)"]
+
+
+def test_import_reads_queue_texts_holding_unicode_line_separators(tmp_path):
+    """The queue is written with ensure_ascii=False: a raw U+2028 / U+0085 inside a prompt is valid JSON
+    and must not split the line (str.splitlines would)."""
+    data = tmp_path / "data"
+    (data / "stream").mkdir(parents=True)
+    q = _queue()
+    q[0]["prompt"] = "first line\u2028second line\u0085third"
+    queue = tmp_path / "queue.jsonl"
+    queue.write_text("\n".join(json.dumps(x, ensure_ascii=False) for x in q) + "\n", encoding="utf-8")
+    labels = tmp_path / "labels.jsonl"
+    labels.write_text(json.dumps({"pair_id": q[0]["pair_id"], "label": "a", "annotator_id": "ann-001",
+                                  "response_time_s": 12}) + "\n")
+    out = import_labels(labels, queue, data)
+    assert out["n_judgements"] == 1
+    written = json.loads((data / "stream" / "batch_000.jsonl").read_text(encoding="utf-8").split("\n")[0])
+    assert written["prompt"] == q[0]["prompt"]

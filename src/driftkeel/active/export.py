@@ -141,9 +141,12 @@ def parse_labels(rows: list) -> tuple[list[dict], list[dict]]:
 
 
 def labels_to_batch(labels: list[dict], queue: list[dict], batch: int, *, default_response_time_s: float | None,
-                    now: datetime | None = None) -> tuple[list[dict], list[dict]]:
-    """Parsed labels -> judgement rows of stream batch `batch` (schema: driftkeel.data.schemas)."""
+                    now: datetime | None = None, in_stream: dict | None = None) -> tuple[list[dict], list[dict]]:
+    """Parsed labels -> judgement rows of stream batch `batch` (schema: driftkeel.data.schemas).
+    `in_stream`: (comparison_id, annotator_id) -> stream file already holding that judgement (a label
+    imported twice is rejected with that file named, instead of becoming a repeat that validate quarantines)."""
     by_id = {q["pair_id"]: q for q in queue}
+    in_stream = in_stream or {}
     ts = (now or datetime.now(timezone.utc)).strftime("%Y-%m-%dT%H:%M:%SZ")
     rows, bad, seen = [], [], set()
     for n, lab in enumerate(labels):
@@ -156,6 +159,8 @@ def labels_to_batch(labels: list[dict], queue: list[dict], batch: int, *, defaul
                   "label is not a, b or tie" if label not in ("a", "b", "tie") else
                   "no annotator id" if who in (None, "") else
                   "repeated judgement of this pair by this annotator" if (q["pair_id"], str(who)) in seen else
+                  f"already imported: this annotator's judgement of this pair is in "
+                  f"{in_stream[(q['pair_id'], str(who))]}" if (q["pair_id"], str(who)) in in_stream else
                   "no response time (pass a default)" if rt is None else None)
         if reason:
             bad.append({"row": lab, "reason": reason})
@@ -169,6 +174,27 @@ def labels_to_batch(labels: list[dict], queue: list[dict], batch: int, *, defaul
     return rows, bad
 
 
+def _lines(path: Path) -> list[str]:
+    """The non-blank lines of a JSONL file the project wrote. Split on "\\n" only: str.splitlines would
+    also split inside a JSON string holding a raw U+2028 / U+0085 (valid JSON; ensure_ascii=False)."""
+    return [line for line in path.read_text(encoding="utf-8").split("\n") if line.strip()]
+
+
+def _judged(stream: list[Path]) -> dict[tuple[str, str], str]:
+    """(comparison_id, annotator_id) -> name of the first stream file holding that judgement. Lines that
+    are not JSON objects are skipped here (the validate stage quarantines them)."""
+    out: dict[tuple[str, str], str] = {}
+    for path in stream:
+        for line in path.read_bytes().split(b"\n"):
+            try:
+                row = json.loads(line)
+            except (ValueError, RecursionError):
+                continue
+            if isinstance(row, dict) and row.get("comparison_id") is not None:
+                out.setdefault((str(row["comparison_id"]), str(row.get("annotator_id"))), path.name)
+    return out
+
+
 def import_labels(labels_path: Path, queue_path: Path, data_dir: Path, *,
                   default_response_time_s: float | None = None) -> dict:
     """Write the labels as the next stream batch of `data_dir` (a new file); returns a summary with
@@ -177,11 +203,12 @@ def import_labels(labels_path: Path, queue_path: Path, data_dir: Path, *,
     from driftkeel.data.schemas import stream_files
     from driftkeel.io import write_jsonl
 
-    queue = [json.loads(line) for line in Path(queue_path).read_text(encoding="utf-8").splitlines() if line.strip()]
+    queue = [json.loads(line) for line in _lines(Path(queue_path))]
     parsed, bad = parse_labels(_read_any(Path(labels_path)))
     existing = stream_files(data_dir)
     nxt = 1 + max([int(p.stem.split("_")[1]) for p in existing], default=-1)
-    rows, bad2 = labels_to_batch(parsed, queue, nxt, default_response_time_s=default_response_time_s)
+    rows, bad2 = labels_to_batch(parsed, queue, nxt, default_response_time_s=default_response_time_s,
+                                 in_stream=_judged(existing))
     bad += bad2
     target = Path(data_dir) / "stream" / f"batch_{nxt:03d}.jsonl"
     if target.exists():
@@ -189,8 +216,7 @@ def import_labels(labels_path: Path, queue_path: Path, data_dir: Path, *,
     known = set()
     ann_path = Path(data_dir) / "annotators.jsonl"
     if ann_path.exists():
-        known = {json.loads(line).get("annotator_id") for line in ann_path.read_text(encoding="utf-8").splitlines()
-                 if line.strip()}
+        known = {json.loads(line).get("annotator_id") for line in _lines(ann_path)}
     unknown = sorted({r["annotator_id"] for r in rows} - known)
     if rows:
         write_jsonl(target, rows)
