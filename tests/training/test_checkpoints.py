@@ -72,6 +72,32 @@ def test_checkpoint_completeness_rules(tmp_path):
     assert not C.hf_checkpoint_complete(d)
 
 
+def test_fsdp_and_deepspeed_checkpoint_layouts_are_complete(tmp_path):
+    """transformers writes no optimizer.pt under FSDP (optimizer_0/) or DeepSpeed (global_step<N>/):
+    such checkpoints were judged torn, deleted by prepare() and training restarted from step 0."""
+    ck = tmp_path / "checkpoints"
+    C.prepare(ck, "fp")
+    fsdp = ck / "checkpoint-6"
+    (fsdp / "pytorch_model_fsdp_0").mkdir(parents=True)
+    (fsdp / "optimizer_0").mkdir()
+    (fsdp / "pytorch_model_fsdp_0" / "__0_0.distcp").write_bytes(b"x")
+    (fsdp / "scheduler.pt").write_bytes(b"x")
+    (fsdp / "trainer_state.json").write_text(json.dumps({"global_step": 6}))
+    assert C.hf_checkpoint_complete(fsdp)
+    assert C.prepare(ck, "fp") == fsdp and fsdp.exists()
+    ds = tmp_path / "ds" / "checkpoint-9"
+    (ds / "global_step9").mkdir(parents=True)
+    (ds / "trainer_state.json").write_text(json.dumps({"global_step": 9}))
+    assert C.hf_checkpoint_complete(ds)
+    # still torn: FSDP state without the optimizer, or weights without any trainer state
+    (ck / "checkpoint-7" / "pytorch_model_fsdp_0").mkdir(parents=True)
+    (ck / "checkpoint-7" / "scheduler.pt").write_bytes(b"x")
+    (ck / "checkpoint-7" / "trainer_state.json").write_text(json.dumps({"global_step": 7}))
+    assert not C.hf_checkpoint_complete(ck / "checkpoint-7")
+    (ds / "trainer_state.json").unlink()
+    assert not C.hf_checkpoint_complete(ds)
+
+
 def test_finish_removes_checkpoints_and_empty_parent(tmp_path):
     ck = tmp_path / "checkpoints" / "member-0"
     C.prepare(ck, "x")

@@ -120,14 +120,17 @@ def test_reward_trains_saves_and_scores(reward_run, sft_run):
                                   score((rm, tok), prompts, responses))
 
 
-def test_bootstrap_pairs_is_a_seeded_poisson_resample():
+def test_bootstrap_pairs_is_a_seeded_resample_of_n_rows():
     pairs = [{**p, "weight": 0.5} for p in PAIRS]
     a, b = bootstrap_pairs(pairs, seed=3), bootstrap_pairs(pairs, seed=3)
     assert a == b and a != bootstrap_pairs(pairs, seed=4)
-    counts = np.random.default_rng(3).poisson(1.0, size=len(pairs))
-    assert [p["pair_id"] for p in a] == [p["pair_id"] for p, c in zip(pairs, counts) if c > 0]
-    assert [p["weight"] for p in a] == [0.5 * c for c in counts if c > 0]
-    assert len(bootstrap_pairs(pairs[:1], seed=0)) == 1  # never empty
+    idx = np.sort(np.random.default_rng(3).integers(0, len(pairs), size=len(pairs)))
+    assert [p["pair_id"] for p in a] == [pairs[i]["pair_id"] for i in idx]
+    # as many rows as the data (a member takes as many optimiser steps as member 0), weights unchanged
+    assert len(a) == len(pairs) and all(p["weight"] == 0.5 for p in a)
+    assert len({p["pair_id"] for p in a}) < len(pairs)       # with replacement: some drawn twice
+    assert len(bootstrap_pairs(pairs[:1], seed=0)) == 1
+    assert bootstrap_pairs([], seed=0) == []                  # no IndexError: train_reward says "no pairs"
 
 
 def test_margins_from_the_aggregate_weights(tmp_path):

@@ -34,6 +34,7 @@ RUN_FILE = "run.json"
 _HF_CKPT = re.compile(r"^checkpoint-(\d+)$")
 _WEIGHTS = ("model.safetensors", "model.safetensors.index.json", "adapter_model.safetensors",
             "pytorch_model.bin")
+_FSDP_MODEL = "pytorch_model_fsdp"      # accelerate's FSDP model state: pytorch_model_fsdp_0/ or ..._fsdp.bin
 STEP_DELAY_ENV = "DRIFTKEEL_STEP_DELAY_S"
 DEFAULT_CHECKPOINTS_PER_RUN = 4
 
@@ -71,7 +72,10 @@ def run_fingerprint(kind: str, *, params: Any, common: Any, data: Iterable | Non
 
 
 def hf_checkpoint_complete(path: Path) -> bool:
-    """A Hugging Face `checkpoint-<step>` dir that a resume can trust."""
+    """A Hugging Face `checkpoint-<step>` dir that a resume can trust: a parseable trainer_state.json
+    (the Trainer writes it after the model and optimizer) plus model weights, optimizer and scheduler
+    state in any layout transformers writes: plain / DDP (model.safetensors, optimizer.pt, scheduler.pt),
+    FSDP (pytorch_model_fsdp_0/, optimizer_0/) or DeepSpeed (global_step<N>/, which holds all three)."""
     state = path / "trainer_state.json"
     try:
         step = json.loads(state.read_text(encoding="utf-8"))["global_step"]
@@ -79,9 +83,15 @@ def hf_checkpoint_complete(path: Path) -> bool:
         return False
     if not isinstance(step, int):
         return False
-    if not any((path / w).is_file() for w in _WEIGHTS):
-        return False
-    return all((path / f).is_file() for f in ("optimizer.pt", "scheduler.pt"))
+    names = {p.name: p.is_dir() for p in path.iterdir()}
+    # DeepSpeed keeps model, optimizer and (its own) scheduler state in global_step<N>/
+    deepspeed = any(d and n.startswith("global_step") for n, d in names.items())
+    weights = deepspeed or any(names.get(w) is False for w in _WEIGHTS) or any(
+        n.startswith(_FSDP_MODEL) for n in names)                    # FSDP: pytorch_model_fsdp_0/ or .bin
+    optimizer = deepspeed or names.get("optimizer.pt") is False or names.get("optimizer.bin") is False or any(
+        d and n.startswith("optimizer_") for n, d in names.items())   # FSDP sharded: optimizer_0/
+    scheduler = deepspeed or names.get("scheduler.pt") is False
+    return weights and optimizer and scheduler
 
 
 def hf_checkpoints(ckpt_dir: Path) -> list[Path]:

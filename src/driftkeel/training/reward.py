@@ -162,13 +162,15 @@ class WeightedRewardTrainer(RewardTrainer):
 
 
 def bootstrap_pairs(pairs: Sequence[dict], seed: int) -> list[dict]:
-    """A seeded bootstrap resample as weights: each pair is drawn Poisson(1) times (the large-n limit of
-    sampling n with replacement); drawn pairs keep weight x count, undrawn ones are left out."""
-    counts = np.random.default_rng(seed).poisson(1.0, size=len(pairs))
-    if not counts.any():
-        counts[0] = 1
-    return [{**p, "weight": float(p.get("weight") if p.get("weight") is not None else 1.0) * int(c)}
-            for p, c in zip(pairs, counts) if c > 0]
+    """A seeded bootstrap resample: n pairs drawn with replacement from the n pairs (a pair drawn twice is
+    two rows; weights unchanged), in the original order. So a member takes as many optimiser steps, with
+    the same learning-rate schedule, as member 0 on the full data (a resample as Poisson weights kept
+    only ~63% of the rows and gave the members ~37% fewer steps). No pairs -> no pairs."""
+    n = len(pairs)
+    if n == 0:
+        return []
+    idx = np.sort(np.random.default_rng(seed).integers(0, n, size=n))
+    return [dict(pairs[i]) for i in idx]
 
 
 def attach_margins(pairs: Sequence[dict], margins: dict[str, float], scale: float) -> list[dict]:
