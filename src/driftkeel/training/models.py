@@ -10,8 +10,10 @@ and evaluation all see the same token sequences:
     <bos> prompt "\n" response <eos>
 
 :func:`encode_prompt` and :func:`encode_response` are the only place that turns text into token ids for
-the reward model and the PPO rollouts; SFTTrainer tokenizes `format_prompt(prompt)` + response the same
-way. No function here downloads anything unless given a Hub id (set HF_HUB_OFFLINE=1 to forbid it).
+the reward model, the PPO rollouts and the SFT and DPO training data (passed to TRL pre-tokenized), so
+every trainer truncates the same way: the prompt's LAST `max_prompt_tokens` tokens (<bos> kept), the
+response's first `max_response_tokens` tokens, then eos. No function here downloads anything unless
+given a Hub id (set HF_HUB_OFFLINE=1 to forbid it).
 """
 from __future__ import annotations
 
@@ -106,10 +108,23 @@ def encode_prompt(tokenizer: PreTrainedTokenizerBase, prompt: str, max_tokens: i
     return ids
 
 
-def encode_response(tokenizer: PreTrainedTokenizerBase, response: str, max_tokens: int) -> list[int]:
-    """Token ids of `response` (first `max_tokens`) followed by eos — what the reward model scores."""
-    ids = tokenizer(response, add_special_tokens=False)["input_ids"][:max_tokens]
-    return ids + [tokenizer.eos_token_id]
+def encode_response(tokenizer: PreTrainedTokenizerBase, response: str, max_tokens: int,
+                    prompt: str = "") -> list[int]:
+    """Token ids of `response` (first `max_tokens`) followed by eos — what the reward model scores and
+    SFT/DPO train on. The ids are those `response` gets when tokenized after `format_prompt(prompt)`, as
+    the policy sees it: SentencePiece/Metaspace tokenizers (Llama-2, Mistral) put a '▁' at the start of
+    every call, which the response on its own would get but never has after the prompt. The context is
+    `format_prompt("")` (the "\n" every prompt ends with) unless `prompt` is given. When the joint ids
+    do not start with the context's own ids (a token across the boundary), the response is tokenized
+    alone. Byte-level BPE (GPT-2, the tiny default) gives the same ids either way."""
+    context = format_prompt(prompt)
+    head = tokenizer(context, add_special_tokens=False)["input_ids"]
+    joint = tokenizer(context + response, add_special_tokens=False)["input_ids"]
+    if joint[:len(head)] == head:
+        ids = joint[len(head):]
+    else:
+        ids = tokenizer(response, add_special_tokens=False)["input_ids"]
+    return ids[:max_tokens] + [tokenizer.eos_token_id]
 
 
 # ------------------------------------------------------------------------------------------- models

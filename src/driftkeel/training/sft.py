@@ -1,6 +1,9 @@
 """Supervised fine-tuning of the policy on demonstrations with `trl.SFTTrainer`.
 
-Data: prompt/completion pairs (`format_prompt(prompt)` / response); the loss covers the completion only.
+Data: `format_prompt(prompt)` + response + eos, tokenized here with `encode_prompt` / `encode_response`
+(the prompt's LAST max_prompt_tokens, the response's first max_response_tokens, as generation, PPO and
+the reward model see them) and passed to SFTTrainer pre-tokenized (input_ids + completion_mask), so TRL
+neither truncates nor drops a demo; the loss covers the completion (response + eos) only.
 `params.model_name_or_path == "tiny"` trains a tokenizer on the given texts and builds a small GPT-2
 from `common.tiny_model`; anything else (Hub id or local directory) is loaded and fine-tuned as is.
 Checkpoints go to out_dir/checkpoints; a re-run after a crash resumes from the last complete one
@@ -18,6 +21,8 @@ from driftkeel.training.models import (
     TINY,
     build_tiny_causal_lm,
     changed_fraction,
+    encode_prompt,
+    encode_response,
     format_prompt,
     load_causal_lm,
     params_snapshot,
@@ -57,13 +62,14 @@ def train_sft(demos: list[dict], tokenizer_texts: list[str], out_dir: str | Path
     model, tokenizer = build_policy(texts, common, params.model_name_or_path)
     set_lengths(model, common.max_prompt_tokens, common.max_response_tokens)
 
-    dataset = Dataset.from_list([{"prompt": format_prompt(d["prompt"]), "completion": d["response"]}
-                                 for d in demos])
+    rows, n_prompts_cut, n_responses_cut = sft_rows(tokenizer, demos, common.max_prompt_tokens,
+                                                    common.max_response_tokens)
+    dataset = Dataset.from_list(rows)
     args = SFTConfig(
         **base_args(ckpt_dir, seed=common.seed, learning_rate=params.learning_rate,
                     batch_size=params.batch_size, epochs=params.epochs, max_steps=params.max_steps,
                     n_examples=len(dataset), checkpoint_every=params.checkpoint_every),
-        max_length=common.max_prompt_tokens + common.max_response_tokens + 1,
+        max_length=common.max_prompt_tokens + common.max_response_tokens + 1,  # what sft_rows gives at most
         completion_only_loss=True,
         packing=False,
         dataset_num_proc=None,
@@ -82,7 +88,10 @@ def train_sft(demos: list[dict], tokenizer_texts: list[str], out_dir: str | Path
         "final_loss": _last_loss(log, float("nan")),
         "steps": int(trainer.state.global_step),
         "epochs": epochs_done,
-        "n_examples": len(dataset),
+        "n_examples": len(trainer.train_dataset),  # trained on; TRL drops none of sft_rows' rows
+        "n_examples_dropped": len(dataset) - len(trainer.train_dataset),
+        "n_prompts_truncated": n_prompts_cut,  # prompt start cut (> max_prompt_tokens)
+        "n_responses_truncated": n_responses_cut,  # response end cut (> max_response_tokens)
         "tokens_per_s": n_tokens * (epochs_done - start_epoch) / max(seconds, 1e-9),
         "train_seconds": seconds,
         "resumed_from_step": start_step,
@@ -91,6 +100,21 @@ def train_sft(demos: list[dict], tokenizer_texts: list[str], out_dir: str | Path
         "n_processes": world_size(),  # > 1 under accelerate launch / torchrun (data parallel)
     }
     return {"metrics": metrics, "history": history(log, "loss"), "model_dir": str(out_dir / "model")}
+
+
+def sft_rows(tokenizer, demos: list[dict], max_prompt: int, max_response: int) -> tuple[list[dict], int, int]:
+    """Pre-tokenized SFT rows {input_ids, completion_mask} of `demos`, truncated as at inference, with
+    the number of demos whose prompt and whose response were cut."""
+    rows, n_prompts_cut, n_responses_cut = [], 0, 0
+    for d in demos:
+        prompt_ids = encode_prompt(tokenizer, d["prompt"], max_prompt)
+        full = encode_response(tokenizer, d["response"], 10**9, prompt=d["prompt"])  # response ids + eos
+        response_ids = full[:-1][:max_response] + full[-1:]  # = encode_response(..., max_response)
+        n_prompts_cut += len(tokenizer(format_prompt(d["prompt"]))["input_ids"]) > max_prompt
+        n_responses_cut += len(full) > len(response_ids)
+        rows.append({"input_ids": prompt_ids + response_ids,
+                     "completion_mask": [0] * len(prompt_ids) + [1] * len(response_ids)})
+    return rows, n_prompts_cut, n_responses_cut
 
 
 def _epoch_of(resume) -> float:
