@@ -44,14 +44,16 @@ def test_loaders_on_shared_slices():
     assert _reasons(dialogues) == {87: [f"{REGEX}:chosen"]}            # an empty final Assistant turn
     rte = load_annotations(SHARED / "annotation" / "rte", labels=["1", "0"], limit=500)
     c = rte.counts()
-    assert (c["rows_in"], c["rows_used"], c["rows_quarantined"]) == (500 + 800, 500 + 800 - c["rows_quarantined"],
+    # 500 labels + 800 gold rows + 800 items.csv rows, each used or quarantined
+    assert (c["rows_in"], c["rows_used"], c["rows_quarantined"]) == (500 + 800 + 800,
+                                                                     500 + 800 + 800 - c["rows_quarantined"],
                                                                      c["rows_quarantined"])
     # a 500-row slice: gold of items without a judgement in the slice is quarantined, never dropped
-    assert set(c["reasons"]) <= {"unknown_gold_item", "worker_single_judgement"}
+    assert set(c["reasons"]) <= {"unknown_gold_item", "worker_single_judgement", "unknown_item"}
     assert c["gold_rows_used"] == len({r["item_id"] for r in rte.rows} & set(rte.gold))
     temp = load_annotations(SHARED / "annotation" / "temp")
     assert temp.labels == ["after", "before"] and temp.counts()["rows_quarantined"] == 0
-    assert (temp.rows_in, len(temp.rows), len(temp.gold)) == (4620 + 462, 4620, 462)
+    assert (temp.rows_in, len(temp.rows), len(temp.gold)) == (4620 + 462 + 462, 4620, 462)
 
 
 # ----------------------------------------------------------------------------- bad input per format
@@ -93,7 +95,7 @@ def test_bad_prompts():
 def test_bad_annotations():
     res = load_annotations(BAD / "annotations", labels=["yes", "no"])
     c = res.counts()
-    assert (c["rows_in"], c["rows_used"], c["rows_quarantined"]) == (16, 7, 9)
+    assert (c["rows_in"], c["rows_used"], c["rows_quarantined"]) == (18, 9, 9)
     labels = {q["line_no"]: q["reasons"] for q in res.quarantine if q["source_file"].endswith("labels.csv")}
     gold = {q["line_no"]: q["reasons"] for q in res.quarantine if q["source_file"].endswith("gold.csv")}
     assert labels == {6: [f"{IN_SET}:label"],                                       # unknown label "maybe"
@@ -170,7 +172,7 @@ def test_prepare_accounting_and_split_by_group(tmp_path):
     assert {r["slice"] for r in built["eval_pairs"]} == {"pre", "post"}
     temp = built["report"][2]
     temp_judgements = [j for b in built["stream"] for j in b if j["comparison_id"].startswith("temp:")]
-    assert len(temp_judgements) == temp["rows_used"] - temp["gold_rows_used"] == 294   # 6 single-judgement workers in the slice
+    assert len(temp_judgements) == temp["rows_used"] - temp["gold_rows_used"] - temp["items_rows_used"] == 294   # 6 single-judgement workers in the slice
     assert built["golden"] and all(g["gold_label"] in ("a", "b") for g in built["golden"])
     assert len(built["eval_prompts"]) == 16
     assert build(p, tmp_path)["stream"] == built["stream"]                        # deterministic

@@ -2,7 +2,8 @@
 
 Formats (docs/real-data.md has examples):
 
-- ``hh``          JSONL(.gz) of HH-RLHF dialogues ``{"chosen", "rejected"}`` (split into prompt / replies);
+- ``hh``          JSONL(.gz) of HH-RLHF dialogues ``{"chosen", "rejected"}`` (split into prompt / replies)
+                  with optional ``id`` (as in ``pairs``: default ``<file>-<line>``, a number is read as text);
 - ``pairs``       JSONL(.gz) of ``{"prompt", "chosen", "rejected"}`` with optional ``id``, ``domain``,
                   ``group`` (the prompt's identity: splits are by group, never by row), ``batch`` (int),
                   ``timestamp`` (ISO 8601) and ``split`` (``train`` | ``eval``);
@@ -10,20 +11,30 @@ Formats (docs/real-data.md has examples):
 - ``annotations`` a folder with ``labels.csv`` (``item_id, worker_id, label``), optional ``gold.csv``
                   (``item_id, gold``) and ``items.csv`` (``item_id`` + text columns).
 
-Every non-blank line (CSV: data row) is one row in. A row is quarantined, with every reason it has, when
+Every non-blank line (CSV: data row, of labels.csv, gold.csv and items.csv) is one row in; a UTF-8 byte
+order mark before the first line is not part of it. A file that cannot be read at all (a truncated or
+corrupt .gz) raises ValueError naming the file. A row is quarantined, with every reason it has, when
 it cannot be read (``invalid_utf8``, ``malformed_json``, ``not_a_json_object``, ``not_text:<field>``,
 ``missing_column:<c>`` for a CSV header without a required column, ``csv_extra_values`` for a CSV row
 longer than its header, ``unsplittable_dialogue``), when
 it fails an expectation of its format's GX suite (reason ``<expectation type>:<column>``, as in the
-stream's suite: missing or empty text, unknown label, duplicate id -- the first occurrence is kept --,
-forbidden characters in an id), or a cross-row rule (``identical_responses``, ``group_in_both_splits``:
-a group whose rows say both ``train`` and ``eval`` -- the rows disagreeing with the group's first row
-are quarantined --, ``worker_single_judgement``: a worker with one judgement in the file, whose
-reliability cannot be estimated; ``duplicate_gold_item``: a second gold.csv row for an item).
+stream's suite: missing or empty text, unknown label, duplicate id, forbidden characters in an id), or a
+cross-row rule (``identical_responses``, ``group_in_both_splits``: a group whose rows say both ``train``
+and ``eval`` -- the first used row naming a split decides, rows without a split follow it (in
+driftkeel.data.prepare) --, ``worker_single_judgement``: a worker who judged only one item in the file,
+whose reliability cannot be estimated; gold.csv: ``unknown_gold_item``, ``duplicate_gold_item``;
+items.csv: a missing / empty item_id (the not-null / regex reasons), ``unknown_item`` (no used judgement),
+``duplicate_item``: a second row for an item).
+Duplicates (ids; an item judged twice by a worker; gold / items rows of one item): a row is a duplicate
+only of an earlier row that is used, so the first occurrence that is otherwise valid is kept (a bad first
+copy does not take the id): the duplicate check runs after the row's other reasons are known, in one
+file-order pass with ``group_in_both_splits`` (annotations: after ``worker_single_judgement``, which
+counts a worker's distinct items).
 Asserted: ``rows_in == rows_used + rows_quarantined``.
 """
 from __future__ import annotations
 
+import codecs
 import csv
 import gzip
 import hashlib
@@ -31,6 +42,7 @@ import io
 import json
 import os
 import re
+import zlib
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -60,6 +72,8 @@ MESSAGES = {
     "missing_column": "the CSV header lacks this required column (wrong columns)",
     "csv_extra_values": "the CSV row has more values than the header has columns (an unquoted comma?)",
     "duplicate_gold_item": "an earlier gold.csv row already gives this item's gold label (the first is kept)",
+    "duplicate_item": "an earlier items.csv row already gives this item's text (the first is kept)",
+    "unknown_item": "items.csv row for an item that has no judgement",
     "unsplittable_dialogue": "chosen/rejected are not two dialogues sharing every turn but the last "
                              "'\\n\\nAssistant:' turn",
     "identical_responses": "chosen and rejected are the same text",
@@ -72,9 +86,9 @@ MESSAGES = {
     "expect_column_values_to_not_match_regex": "forbidden characters (control characters; in ids also "
                                                "whitespace, / \\ or a leading .)",
     "expect_column_value_lengths_to_be_between": "this field is too long",
-    "expect_column_values_to_be_unique": "duplicate id: an earlier row has it (the first is kept)",
-    "expect_compound_columns_to_be_unique": "this worker already judged this item in an earlier row "
-                                            "(the first is kept)",
+    "expect_column_values_to_be_unique": "duplicate id: an earlier used row has it (the first valid row is kept)",
+    "expect_compound_columns_to_be_unique": "this worker already judged this item in an earlier used row "
+                                            "(the first valid row is kept)",
     "expect_column_values_to_be_in_set": "value not allowed (unknown label or split)",
     "expect_column_values_to_be_dateutil_parseable": "not a real date and time",
 }
@@ -95,17 +109,17 @@ class FormatResult:
     quarantine: list[dict] = field(default_factory=list)
     rows_in: int = 0
     gold: dict[str, str] = field(default_factory=dict)      # annotations: item_id -> raw gold label
-    items: dict[str, str] = field(default_factory=dict)     # annotations: item_id -> text
+    items: dict[str, str] = field(default_factory=dict)     # annotations: item_id -> text (items.csv)
     labels: list[str] = field(default_factory=list)         # annotations: the two labels (a, b)
     extra: dict = field(default_factory=dict)               # other accounting (gold rows ...)
 
     @property
     def rows_used(self) -> int:
-        return len(self.rows) + self.extra.get("gold_rows_used", 0)
+        return len(self.rows) + self.extra.get("gold_rows_used", 0) + self.extra.get("items_rows_used", 0)
 
     def check(self) -> None:
         if self.rows_in != self.rows_used + len(self.quarantine):   # survives python -O
-            raise AssertionError(f"{self.source_file}: rows_in {self.rows_in} != used {len(self.rows)} "
+            raise AssertionError(f"{self.source_file}: rows_in {self.rows_in} != used {self.rows_used} "
                                  f"+ quarantined {len(self.quarantine)}")
 
     def counts(self) -> dict:
@@ -129,9 +143,24 @@ def _open_bytes(path: Path):
 
 
 def _read_jsonl(path: Path, fields: tuple[str, ...], limit: int | None, ints: tuple[str, ...] = ()) -> list[_Row]:
+    """The rows of a JSONL(.gz) file; a file that cannot be read (e.g. a truncated .gz) is a ValueError."""
+    try:
+        return _read_jsonl_rows(path, fields, limit, ints)
+    except EOFError:
+        raise ValueError(f"{path}: the gzip data ends early (a truncated or partly downloaded file?)") from None
+    except (gzip.BadGzipFile, zlib.error) as exc:
+        raise ValueError(f"{path}: not valid gzip data: {exc} (corrupt, bytes after the end of the gzip "
+                         "data, or not gzip at all)") from None
+    except OSError as exc:
+        raise ValueError(f"{path}: cannot be read ({exc.strerror or exc})") from None
+
+
+def _read_jsonl_rows(path: Path, fields: tuple[str, ...], limit: int | None, ints: tuple[str, ...]) -> list[_Row]:
     rows: list[_Row] = []
     with _open_bytes(path) as fh:
         for line_no, raw in enumerate(fh, 1):
+            if line_no == 1 and raw.startswith(codecs.BOM_UTF8):
+                raw = raw[len(codecs.BOM_UTF8):]        # a UTF-8 byte order mark is not part of the first row
             if not raw.strip():
                 continue
             if limit is not None and len(rows) >= limit:
@@ -224,14 +253,14 @@ def run_expectations(frame: pd.DataFrame, expectations: list, name: str) -> dict
 
 
 def _apply(rows: list[_Row], frame_rows: list[_Row], frame: pd.DataFrame, unexpected: dict[str, list],
-           unique_keys: dict[str, str | list]) -> None:
-    """Add GX reasons to rows; for uniqueness keep the first occurrence (file order)."""
+           unique_keys: dict[str, str | list]) -> dict[str, set]:
+    """Add GX reasons to rows, except the uniqueness ones: those are returned (reason -> positions in
+    `frame_rows` of the rows sharing a key) for :func:`_mark_duplicates`, once every other reason is known."""
+    deferred: dict[str, set] = {}
     for reason, idx in unexpected.items():
-        if reason in unique_keys and idx:
-            key = unique_keys[reason]
-            sub = frame.loc[sorted(idx), key]
-            firsts = set(sub[~sub.duplicated(keep="first")].index)
-            idx = [i for i in idx if i not in firsts]
+        if reason in unique_keys:
+            deferred[reason] = set(idx)
+            continue
         for i in idx:
             if reason.startswith("expect_column_values_to_not_be_null:"):
                 col = reason.split(":", 1)[1]
@@ -240,6 +269,22 @@ def _apply(rows: list[_Row], frame_rows: list[_Row], frame: pd.DataFrame, unexpe
                         col == "prompt" and "unsplittable_dialogue" in frame_rows[i].reasons):
                     continue
             frame_rows[i].reasons.append(reason)
+    return deferred
+
+
+def _mark_duplicates(frame_rows: list[_Row], shared: set, reason: str, key: tuple[str, ...], then=None) -> None:
+    """Duplicates in file order: a row (of the GX-flagged `shared`) is a duplicate only of an earlier row
+    that is used, so the first occurrence that is otherwise valid is kept. `then(row)` adds the cross-row
+    reasons that must also see only earlier used rows (it runs on rows with no reason so far)."""
+    used: set = set()
+    for i, r in enumerate(frame_rows):
+        k = tuple(r.record.get(c) for c in key)
+        if i in shared and k in used:
+            r.reasons.append(reason)
+        if then is not None and not r.reasons:
+            then(r)
+        if not r.reasons:
+            used.add(k)
 
 
 def _text_expectations(required: list[str], texts: list[str], ids: list[str]) -> list:
@@ -283,6 +328,7 @@ def _pairs_checks(path: Path, fmt: str, rows: list[_Row]) -> FormatResult:
             rec["id"] = f"{stem}-{r.line_no:06d}"          # no id field: the line number is the id
         if rec.get("group") is None and isinstance(rec.get("prompt"), str):
             rec["group"] = _digest(rec["prompt"])          # no group: the prompt text is the group
+        rec["_line_no"] = r.line_no
     obj_rows = [r for r in rows if r.record is not None]
     cols = ["id", "prompt", "chosen", "rejected", "group", "split", "timestamp"]
     frame = pd.DataFrame({c: pd.Series([r.record.get(c) for r in obj_rows], dtype="object") for c in cols})
@@ -291,8 +337,8 @@ def _pairs_checks(path: Path, fmt: str, rows: list[_Row]) -> FormatResult:
            gxe.ExpectColumnValuesToBeInSet(column="split", value_set=list(SPLITS)),
            gxe.ExpectColumnValuesToMatchRegex(column="timestamp", regex=ISO_8601)]
     unexpected = run_expectations(frame, ex, fmt)
-    _apply(rows, obj_rows, frame, unexpected, {reason_of("expect_column_values_to_be_unique", "id"): "id"})
-    first_split: dict[str, str] = {}
+    unique = reason_of("expect_column_values_to_be_unique", "id")
+    shared = _apply(rows, obj_rows, frame, unexpected, {unique: "id"})
     for r in obj_rows:
         rec = r.record
         if rec.get("chosen") is not None and rec.get("chosen") == rec.get("rejected"):
@@ -300,14 +346,19 @@ def _pairs_checks(path: Path, fmt: str, rows: list[_Row]) -> FormatResult:
         ts = rec.get("timestamp")
         if ts is not None and not r.reasons and _parse_ts(ts) is None:
             r.reasons.append("timestamp_not_an_instant")
-        if rec.get("split") in SPLITS and rec.get("group") is not None and not r.reasons:
+    first_split: dict[str, str] = {}
+
+    def split_of_group(r: _Row) -> None:    # the first used row naming a split decides its group's split
+        rec = r.record
+        if rec.get("split") in SPLITS and rec.get("group") is not None:
             if first_split.setdefault(rec["group"], rec["split"]) != rec["split"]:
                 r.reasons.append("group_in_both_splits")
+    _mark_duplicates(obj_rows, shared.get(unique, set()), unique, ("id",), then=split_of_group)
 
     def build(rec: dict) -> dict:
         return {"id": rec["id"], "prompt": rec["prompt"], "chosen": rec["chosen"], "rejected": rec["rejected"],
                 "domain": rec.get("domain") or stem, "group": rec["group"], "batch": rec.get("batch"),
-                "timestamp": rec.get("timestamp"), "split": rec.get("split")}
+                "timestamp": rec.get("timestamp"), "split": rec.get("split"), "line_no": rec["_line_no"]}
     return _finish(FormatResult(fmt, str(path)), rows, build)
 
 
@@ -330,9 +381,9 @@ def load_pairs(path: str | Path, limit: int | None = None) -> FormatResult:
 
 
 def load_hh(path: str | Path, limit: int | None = None) -> FormatResult:
-    """HH-RLHF dialogues ``{"chosen","rejected"}`` -> pairs (prompt ends with "\\n\\nAssistant:")."""
+    """HH-RLHF dialogues ``{"chosen","rejected"}`` (+ optional id) -> pairs (prompt ends with "\\n\\nAssistant:")."""
     path = Path(path)
-    rows = _read_jsonl(path, ("chosen", "rejected"), limit)
+    rows = _read_jsonl(path, ("id", "chosen", "rejected"), limit)
     for r in rows:
         rec = r.record
         if rec is None or rec["chosen"] is None or rec["rejected"] is None:
@@ -360,7 +411,9 @@ def load_prompts(path: str | Path, limit: int | None = None) -> FormatResult:
     ex += [gxe.ExpectColumnValuesToBeUnique(column="id"),
            gxe.ExpectColumnValuesToMatchRegex(column="timestamp", regex=ISO_8601)]
     unexpected = run_expectations(frame, ex, "prompts")
-    _apply(rows, obj_rows, frame, unexpected, {reason_of("expect_column_values_to_be_unique", "id"): "id"})
+    unique = reason_of("expect_column_values_to_be_unique", "id")
+    shared = _apply(rows, obj_rows, frame, unexpected, {unique: "id"})
+    _mark_duplicates(obj_rows, shared.get(unique, set()), unique, ("id",))
     stem = path.name.split(".")[0]
     return _finish(FormatResult("prompts", str(path)), rows,
                    lambda rec: {"id": rec["id"], "text": rec["text"], "timestamp": rec.get("timestamp"),
@@ -393,12 +446,15 @@ def load_annotations(folder: str | Path, labels: list[str] | None = None, limit:
     ex += [gxe.ExpectColumnValuesToBeInSet(column="label", value_set=list(labels)),
            gxe.ExpectCompoundColumnsToBeUnique(column_list=["item_id", "worker_id"])]
     unexpected = run_expectations(frame, ex, "annotations") if not missing else {}
-    _apply(rows, rows, frame, unexpected,
-           {reason_of("expect_compound_columns_to_be_unique", ["item_id", "worker_id"]): ["item_id", "worker_id"]})
-    per_worker = Counter(r.record["worker_id"] for r in rows if not r.reasons)
+    once = reason_of("expect_compound_columns_to_be_unique", ["item_id", "worker_id"])
+    shared = _apply(rows, rows, frame, unexpected, {once: ["item_id", "worker_id"]})
+    # a worker's items, then duplicates: a worker who judged one item (even twice) has no reliability
+    # estimate, and a worker who judged two items keeps a first valid judgement of each
+    per_worker = Counter(w for _, w in {(r.record["item_id"], r.record["worker_id"]) for r in rows if not r.reasons})
     for r in rows:
         if not r.reasons and per_worker[r.record["worker_id"]] < 2:
             r.reasons.append("worker_single_judgement")
+    _mark_duplicates(rows, shared.get(once, set()), once, ("item_id", "worker_id"))
     _finish(res, rows, lambda rec: {"item_id": rec["item_id"], "worker_id": rec["worker_id"], "label": rec["label"]})
 
     # gold.csv: its own rows in / used / quarantined (an unknown gold label or item is a quarantine row)
@@ -423,12 +479,32 @@ def load_annotations(folder: str | Path, labels: list[str] | None = None, limit:
     res.rows_in += len(gold_rows)
     res.extra = {"gold_rows_in": len(gold_rows), "gold_rows_used": g_used, "gold_rows_quarantined": g_quarantined}
     res.check()
-    if (folder / "items.csv").exists():
-        item_rows, _ = _read_csv(folder / "items.csv", ("item_id",), None)
-        for r in item_rows:
-            parts = [f"{k}: {v}" for k, v in r.record.items() if k != "item_id" and v and v.strip()]
-            if r.record.get("item_id"):
-                res.items[r.record["item_id"]] = "\n".join(parts)
+
+    # items.csv: its own rows in / used / quarantined, like gold.csv (the first valid row of an item is kept)
+    item_rows = _read_csv(folder / "items.csv", ("item_id",), None)[0] if (folder / "items.csv").exists() else []
+    i_used, i_quarantined = 0, 0
+    for r in item_rows:
+        item = r.record.get("item_id")
+        if not r.reasons and item is None:
+            r.reasons.append("expect_column_values_to_not_be_null:item_id")
+        elif not r.reasons and not re.search(NOT_BLANK, item):
+            r.reasons.append("expect_column_values_to_match_regex:item_id")
+        if not r.reasons and item not in judged:
+            r.reasons.append("unknown_item")
+        if not r.reasons and item in res.items:
+            r.reasons.append("duplicate_item")
+        if r.reasons:
+            i_quarantined += 1
+            res.quarantine.append({"format": "annotations", "source_file": str(folder / "items.csv"),
+                                   "line_no": r.line_no, "reasons": list(r.reasons),
+                                   "message": "; ".join(map(explain, r.reasons)), "raw": r.raw})
+        else:
+            i_used += 1
+            res.items[item] = "\n".join(f"{k}: {v}" for k, v in r.record.items()
+                                         if k != "item_id" and v and v.strip())
+    res.rows_in += len(item_rows)
+    res.extra |= {"items_rows_in": len(item_rows), "items_rows_used": i_used, "items_rows_quarantined": i_quarantined}
+    res.check()
     return res
 
 

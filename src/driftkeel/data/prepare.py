@@ -3,7 +3,9 @@
 Sources are taken in the order listed (= time order): each source's stream comparisons form the next
 stream batches. What each format becomes (see docs/real-data.md):
 
-- ``pairs`` / ``hh``: split by ``group`` (never by row; an explicit ``split`` field wins): a seeded
+- ``pairs`` / ``hh``: split by ``group`` (never by row; a group with an explicit ``split`` -- the first
+  used row naming one, sources in order -- goes there whole, its rows without a split included; a later
+  source's row naming the other split is quarantined, ``group_in_both_splits``), else a seeded
   ``files.eval_fraction`` of the groups -> data/eval/pairs.jsonl (``slice`` "post" for the last pair
   source, "pre" for earlier ones; a single source: first half of its eval groups "pre", rest "post";
   ``topic`` = domain), a seeded ``files.pool_fraction`` -> data/pool/pool.jsonl (unlabeled), the rest
@@ -14,11 +16,16 @@ stream batches. What each format becomes (see docs/real-data.md):
 - ``annotations``: one comparison per item (prompt = the item's text, responses = the two labels),
   one judgement per worker row (first label -> "a", second -> "b"); gold -> data/golden.jsonl and the
   item's judgements flagged ``is_golden``.
-- ``prompts``: data/eval/prompts.jsonl (``slice`` by position: first half "pre"); without a prompt
-  source the eval prompts come from the eval pairs.
+- ``prompts``: data/eval/prompts.jsonl (``slice`` by position: first half "pre"), evenly thinned to
+  ``files.n_eval_prompts``: the valid rows thinned out are counted per source as ``rows_not_needed``
+  (and not as ``rows_used``); without a prompt source the eval prompts come from the eval pairs.
 
-Quarantines go to data/quarantine/<format>.jsonl, counts to data/prepare_report.json.
-Unknown response times are 0.0; timestamps not given are synthetic (one week per batch).
+Quarantines go to data/quarantine/<format>.jsonl, counts to data/prepare_report.json; per source
+``rows_in == rows_used + rows_quarantined + rows_not_needed`` (asserted).
+Unknown response times are 0.0; timestamps not given are synthetic (:func:`_fill_times`: one week per
+batch from 2026-01-05, closer together when the batches would pass 2026-05-25, and never earlier than a real timestamp
+of an earlier batch nor later than one of a later batch, so validate finds them neither in the future
+nor out of order).
 """
 from __future__ import annotations
 
@@ -26,15 +33,17 @@ import hashlib
 import json
 import shutil
 import tempfile
+from collections import Counter
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 import numpy as np
 
 from driftkeel.config import DataParams
-from driftkeel.data.formats import FormatResult, LOADERS, _parse_ts, load_annotations
+from driftkeel.data.formats import RAW_MAX_CHARS, FormatResult, LOADERS, _parse_ts, explain, load_annotations
 
 START = datetime(2026, 1, 5, tzinfo=timezone.utc)
+SYNTHETIC_END = START + timedelta(weeks=20)     # synthetic timestamps: one week per batch, all before this
 
 
 def _pid(text: str) -> str:
@@ -94,10 +103,64 @@ def _chunks(rows: list[dict], size: int) -> list[list[dict]]:
     return [rows[i:i + size] for i in range(0, len(rows), size)]
 
 
-def build(p: DataParams, root: Path) -> dict:
-    """Everything data/ will hold, as lists of rows (plus the per-source report and quarantines)."""
+def _group_splits(loaded: list[tuple[object, FormatResult]]) -> dict[str, str]:
+    """group -> its explicit split: that of the first used row naming one (sources in order). A row of a
+    later source naming the other split is quarantined (``group_in_both_splits``, as within one file)."""
+    explicit: dict[str, str] = {}
+    for src, res in loaded:
+        if src.format not in ("pairs", "hh"):
+            continue
+        kept = []
+        for r in res.rows:
+            if r["split"] and explicit.setdefault(r["group"], r["split"]) != r["split"]:
+                reason = "group_in_both_splits"
+                res.quarantine.append({"format": res.format, "source_file": res.source_file, "line_no": r["line_no"],
+                                       "reasons": [reason], "message": f"{explain(reason)} (in an earlier source)",
+                                       "raw": json.dumps(r, ensure_ascii=False)[:RAW_MAX_CHARS]})
+            else:
+                kept.append(r)
+        res.rows = kept
+        res.check()
+    return explicit
+
+
+def _fill_times(stream: list[list[dict]], synthetic: list[tuple[dict, int, int]], now: datetime) -> None:
+    """Timestamps not given (`synthetic`: judgement, batch, k): START + one week per batch + k seconds,
+    the batches evenly closer together when more than 21 would pass SYNTHETIC_END (so the same input
+    always gives the same data/, and none is in the future); then each kept between the real timestamps
+    around it: never earlier than a real one of an earlier batch, never later than one of a later batch,
+    never after `now` (real timestamps in the future are ignored: validate quarantines them). So they
+    never go backwards across batches."""
+    if not synthetic:
+        return
+    # deterministic (the same data/ whenever prepare runs): batches closer together than a week when the
+    # schedule would pass SYNTHETIC_END; `now` only matters on a clock set before that date
+    week = min(timedelta(weeks=1), (SYNTHETIC_END - START) / max(len(stream) - 1, 1))
+    start = START
+    real = [[t for t in (_parse_ts(j["timestamp"]) for j in rows if j["timestamp"]) if t is not None and t <= now]
+            for rows in stream]
+    before, latest = [], None          # before[b]: the latest real timestamp of the batches before b
+    for stamps in real:
+        before.append(latest)
+        latest = max([*stamps, *([latest] if latest else [])], default=None)
+    after, earliest = [None] * len(stream), None    # after[b]: the earliest real one of the batches after b
+    for b in range(len(stream) - 1, -1, -1):
+        after[b] = earliest
+        earliest = min([*real[b], *([earliest] if earliest else [])], default=None)
+    for j, b, k in synthetic:
+        ts = min(t for t in (start + week * b + timedelta(seconds=k), after[b], now) if t is not None)
+        ts = max(ts, before[b]) if before[b] else ts
+        j["timestamp"] = ts.astimezone(timezone.utc).isoformat().replace("+00:00", "Z")   # exact, even a real one's
+
+
+def build(p: DataParams, root: Path, now: datetime | None = None) -> dict:
+    """Everything data/ will hold, as lists of rows (plus the per-source report and quarantines).
+    `now`: the present that synthetic timestamps must not pass (default: the clock)."""
     f, seed = p.files, p.seed
     loaded = load_sources(p, root)
+    explicit = _group_splits(loaded)
+    synthetic: list[tuple[dict, int, int]] = []      # judgements without a timestamp: (row, batch, k)
+    prompt_origin: list[int] = []                    # eval_prompts[i] is a row of source prompt_origin[i]
     stream: list[list[dict]] = []
     golden, demos, pool, eval_pairs, eval_prompts = [], [], [], [], []
     annotators: dict[str, int] = {}
@@ -115,7 +178,8 @@ def build(p: DataParams, root: Path) -> dict:
         if src.format in ("pairs", "hh"):
             train, held = [], []
             for r in res.rows:
-                split = r["split"] or ("eval" if _unit(seed, f"split\0{r['group']}") < f.eval_fraction else "train")
+                split = explicit.get(r["group"]) or (
+                    "eval" if _unit(seed, f"split\0{r['group']}") < f.eval_fraction else "train")
                 (held if split == "eval" else train).append(r)
             stream_rows, pool_rows = [], []
             for r in train:
@@ -139,8 +203,10 @@ def build(p: DataParams, root: Path) -> dict:
                     cid = f"{name}:{r['id']}"
                     swap = _unit(seed, f"ab\0{name}\0{r['id']}") < 0.5
                     ra, rb = (r["rejected"], r["chosen"]) if swap else (r["chosen"], r["rejected"])
-                    ts = r["timestamp"] or (START + timedelta(weeks=b, seconds=k)).strftime("%Y-%m-%dT%H:%M:%SZ")
-                    rows.append(judgement(cid, b, ts, r["prompt"], ra, rb, name, "b" if swap else "a", False, 0))
+                    rows.append(judgement(cid, b, r["timestamp"], r["prompt"], ra, rb, name, "b" if swap else "a",
+                                          False, 0))
+                    if not r["timestamp"]:
+                        synthetic.append((rows[-1], b, k))
                     if len(demos) < f.n_sft_demos:
                         demos.append({"prompt_id": _pid(r["prompt"]), "prompt": r["prompt"], "response": r["chosen"]})
                 stream.append(rows)
@@ -160,16 +226,17 @@ def build(p: DataParams, root: Path) -> dict:
                     is_gold = item in res.gold
                     if is_gold:
                         golden.append({"comparison_id": cid, "gold_label": "a" if res.gold[item] == a_label else "b"})
-                    ts = (START + timedelta(weeks=b, seconds=k)).strftime("%Y-%m-%dT%H:%M:%SZ")
                     for j, r in enumerate(judgements):
-                        rows.append(judgement(cid, b, ts, prompt, a_label, b_label, r["worker_id"],
+                        rows.append(judgement(cid, b, None, prompt, a_label, b_label, r["worker_id"],
                                               "a" if r["label"] == a_label else "b", is_gold, j))
+                        synthetic.append((rows[-1], b, k))
                 stream.append(rows)
         elif src.format == "prompts":
             rows = res.rows
             for k, r in enumerate(rows):
                 eval_prompts.append({"prompt_id": f"{name}:{r['id']}", "prompt": r["text"],
                                      "slice": "pre" if k < len(rows) // 2 else "post", "topic": r["category"]})
+                prompt_origin.append(si)
 
     if not eval_prompts:
         seen: dict[str, dict] = {}
@@ -177,13 +244,22 @@ def build(p: DataParams, root: Path) -> dict:
             seen.setdefault(r["prompt"], {"prompt_id": _pid(r["prompt"]), "prompt": r["prompt"],
                                           "slice": r["slice"], "topic": r["topic"]})
         eval_prompts = list(seen.values())
+    not_needed: Counter = Counter()     # per source: prompt rows read and valid, beyond files.n_eval_prompts
     if len(eval_prompts) > f.n_eval_prompts:   # keep both slices: an even spread over the list
-        idx = np.linspace(0, len(eval_prompts) - 1, f.n_eval_prompts).round().astype(int)
-        eval_prompts = [eval_prompts[i] for i in dict.fromkeys(idx.tolist())]
+        idx = dict.fromkeys(np.linspace(0, len(eval_prompts) - 1, f.n_eval_prompts).round().astype(int).tolist())
+        not_needed.update(si for i, si in enumerate(prompt_origin) if i not in idx)
+        eval_prompts = [eval_prompts[i] for i in idx]
+    _fill_times(stream, synthetic, now or datetime.now(timezone.utc))
     last = max(len(stream) - 1, 0)
     for r in pool:
         r["batch"] = last
-    report = [res.counts() | {"source": _source_name(s)} for s, res in loaded]
+    report = []
+    for si, (s, res) in enumerate(loaded):
+        c = res.counts() | {"source": _source_name(s), "rows_not_needed": not_needed[si]}
+        c["rows_used"] -= not_needed[si]
+        if c["rows_in"] != c["rows_used"] + c["rows_quarantined"] + c["rows_not_needed"]:   # survives python -O
+            raise AssertionError(f"{res.source_file}: rows_in != used + quarantined + not needed: {c}")
+        report.append(c)
     quarantine: dict[str, list[dict]] = {}
     for s, res in loaded:
         quarantine.setdefault(s.format, []).extend(q | {"source": _source_name(s)} for q in res.quarantine)

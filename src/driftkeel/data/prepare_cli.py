@@ -39,8 +39,10 @@ def prepare_data_command(root: Optional[Path] = typer.Option(None, help="project
         raise typer.Exit(2)
     for s in summary["sources"]:
         reasons = ", ".join(f"{k} x{v}" for k, v in s["reasons"].items()) or "none"
+        not_needed = (f", {s['rows_not_needed']} not needed (beyond files.n_eval_prompts)"
+                      if s.get("rows_not_needed") else "")
         typer.echo(f"{s['format']:<12} {s['source']}: {s['rows_in']} rows in, {s['rows_used']} used, "
-                   f"{s['rows_quarantined']} quarantined ({reasons})")
+                   f"{s['rows_quarantined']} quarantined ({reasons}){not_needed}")
     typer.echo(f"data {state}: {data_dir} -- {summary['n_batches']} batches, {summary['n_judgements']} judgements, "
                f"{summary['n_golden']} golden, {summary['n_eval_pairs']} eval pairs, {summary['n_pool']} pool, "
                f"{summary['n_sft_demos']} demos, {summary['n_eval_prompts']} eval prompts; quarantine in "
