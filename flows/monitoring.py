@@ -4,7 +4,8 @@
 
 1. New data: files in the inbox (`ops.inbox.folder`, default `inbox/`, or the `inbox` parameter) become
    the next `data/stream/batch_NNN.jsonl` (driftkeel.ops.inbox).
-2. `dvc repro validate`; a new batch that makes it fail is taken out again (-> `<inbox>/rejected/`).
+2. `dvc repro validate`; a new batch that makes it fail is taken out again (-> `<inbox>/rejected/`),
+   also one a killed earlier run ingested and never validated (driftkeel.ops.inbox.pending_batches).
    Once validate passed, the data is versioned: `dvc add data`, `git commit data.dvc`, `dvc push`
    (each as configured in `ops.inbox`).
 3. `dvc repro aggregate`, `dvc repro drift`: the drift history gains one point per new batch.
@@ -31,9 +32,11 @@ from flows.ops import (
     ingest_new_batches,
     link_drift_report,
     notify_flow_failed,
+    pending_batches,
     reject_batches,
     restore_data_version,
     send_notification,
+    settle_batches,
     version_new_data,
 )
 from flows.retraining import retraining, run_group
@@ -88,7 +91,8 @@ def monitoring(root: str = str(PROJECT_ROOT), trigger_retraining: bool = True,
     outputs = outputs_dir(root)
     version_before = current_data_version(root)
     ingested = ingest_new_batches(root, inbox)
-    new = [r for r in ingested if r["status"] == "ingested"]
+    # not only this run's: a run killed before its batches were validated left them pending
+    new = pending_batches(root, inbox)
     try:
         stages = [repro_stage("validate", root, timeout_s=stage_timeout_s, env=env)]
     except StageFailed as exc:
@@ -96,7 +100,10 @@ def monitoring(root: str = str(PROJECT_ROOT), trigger_retraining: bool = True,
             reject_batches(root, new, f"validate failed:\n{exc.tail}", inbox)
             restore_data_version(root, version_before)
         raise
-    versioned = version_new_data(root, ingested, version_before)
+    # validated: no longer pending (a run killed before versioning is versioned by the next, whose
+    # `dvc repro` has re-recorded data.dvc: a dirty data.dvc counts as new data)
+    settle_batches(root, new, inbox)
+    versioned = version_new_data(root, new, version_before)
     stages += [repro_stage(s, root, timeout_s=stage_timeout_s, env=env) for s in MONITOR_STAGES[1:]]
     decision = read_output_json(root, f"{outputs}/drift/decision.json")
     action = decision_action(decision)

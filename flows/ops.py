@@ -23,33 +23,50 @@ def data_dir(root: str) -> str:
     return parse_section("common", raw.get("common")).data_dir
 
 
+def _inbox_params(root: str, inbox: str | None = None):
+    from driftkeel.ops.inbox import load_inbox_params
+
+    params = load_inbox_params(root)
+    return params.model_copy(update={"folder": inbox}) if inbox else params
+
+
 @task(task_run_name="pick up new batches")
 def ingest_new_batches(root: str, inbox: str | None = None) -> list[dict]:
     """Move the inbox's files into data/stream/ as the next batch_NNN.jsonl (see driftkeel.ops.inbox)."""
-    from driftkeel.ops.inbox import ingest, load_inbox_params
+    from driftkeel.ops.inbox import ingest
 
     logger = get_run_logger()
-    params = load_inbox_params(root)
-    if inbox:
-        params = params.model_copy(update={"folder": inbox})
-    records = ingest(root, data_dir(root), params)
+    records = ingest(root, data_dir(root), _inbox_params(root, inbox))
     for r in records:
         if r["status"] == "ingested":
-            logger.info("new batch %s <- %s (%d rows, %d restamped)", r["path"], r["source"], r["rows"],
-                        r["rows_restamped"])
+            logger.info("new batch %s <- %s (%d rows, %d restamped)%s", r["path"], r["source"], r["rows"],
+                        r["rows_restamped"], " (a killed run's, finished)" if r.get("recovered") else "")
+        elif r["status"] == "waiting":
+            logger.info("left %s for the next run: %s", r["source"], r["reason"])
         else:
             logger.warning("rejected %s: %s (-> %s)", r["source"], r["reason"], r["moved_to"])
     return records
 
 
+def pending_batches(root: str, inbox: str | None = None) -> list[dict]:
+    """Every batch ingested and not validated yet: this run's and any a killed run left behind."""
+    from driftkeel.ops.inbox import pending_batches as pending
+
+    return pending(root, _inbox_params(root, inbox))
+
+
+def settle_batches(root: str, records: list[dict], inbox: str | None = None) -> None:
+    """The batches passed validate: no longer pending (never rejected later)."""
+    from driftkeel.ops.inbox import settle
+
+    settle(root, records, _inbox_params(root, inbox))
+
+
 @task(task_run_name="reject batches that failed validate")
 def reject_batches(root: str, records: list[dict], reason: str, inbox: str | None = None) -> list[dict]:
-    from driftkeel.ops.inbox import load_inbox_params, reject
+    from driftkeel.ops.inbox import reject
 
-    params = load_inbox_params(root)
-    if inbox:
-        params = params.model_copy(update={"folder": inbox})
-    out = reject(root, records, params, reason)
+    out = reject(root, records, _inbox_params(root, inbox), reason)
     for r in out:
         get_run_logger().warning("batch %s taken out of the stream -> %s", r["path"], r["moved_to"])
     return out
@@ -79,12 +96,13 @@ def version_new_data(root: str, ingested: list[dict], before: str | None) -> dic
     logger = get_run_logger()
     params = load_inbox_params(root)
     new = [r for r in ingested if r.get("status") == "ingested"]
-    dvc_file = Path(root) / f"{data_dir(root)}.dvc"
+    rel = f"{data_dir(root)}.dvc"  # relative to the root (data/raw.dvc for a data_dir data/raw)
+    dvc_file = Path(root) / rel
     if not params.version or (not dvc_file.exists() and not new):
         return None
     # `dvc repro validate` has already re-recorded a changed data/ in data.dvc (DVC does that for a
     # stage's data-source dependency); a dirty data.dvc is the other sign of new data
-    if not new and current_data_version(root) == before and not git_dirty(root, dvc_file.name):
+    if not new and current_data_version(root) == before and not git_dirty(root, rel):
         return None
     names = ", ".join(Path(r["path"]).name for r in new) or "files added to the stream"
     out = version_data(root, data_dir(root), params, f"data: {names} (driftkeel monitoring)", before=before)
@@ -144,11 +162,28 @@ def send_notification(root: str, event: str, summary: str, details: dict | None 
     return {k: v for k, v in out.items() if k != "message"}
 
 
+def _flow_root(flow, flow_run) -> str | None:
+    """The run's `root`: its parameter, else the flow's default (a deployment run's parameters are {}),
+    else DRIFTKEEL_ROOT."""
+    import inspect
+    import os
+
+    root = (flow_run.parameters or {}).get("root")
+    if not root:
+        try:
+            param = inspect.signature(flow.fn).parameters.get("root")
+        except (AttributeError, TypeError, ValueError):
+            param = None
+        if param is not None and param.default is not inspect.Parameter.empty:
+            root = param.default
+    return root or os.environ.get("DRIFTKEEL_ROOT")
+
+
 def notify_flow_failed(flow, flow_run, state) -> None:
     """on_failure hook of both flows: a `flow-failed` notification (never raises)."""
     from driftkeel.notify import notify_project
 
-    root = (flow_run.parameters or {}).get("root")
+    root = _flow_root(flow, flow_run)
     if not root:
         return
     try:

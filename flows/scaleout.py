@@ -104,8 +104,7 @@ def sharded_scoring(pool_path: str, coefs: list, k: int = 100, shard_size: int =
                     cache_path: str | None = None) -> list:
     """Least-confidence top k of a pool of pairs (JSONL: prompt, response_a, response_b per line; the pool
     format of data/pool/), one scoring task per shard, merged: [(score, line index, p_a), ...]."""
-    rows = [json.loads(line) for line in Path(pool_path).read_text(encoding="utf-8").splitlines() if line.strip()]
-    prompts, responses_a, responses_b = ([str(r[c]) for r in rows] for c in ("prompt", "response_a", "response_b"))
+    prompts, responses_a, responses_b = read_pool(Path(pool_path))
     bounds = sharded.shard_bounds(len(prompts), shard_size)
     parts = score_task.map(list(range(len(bounds))), [s for s, _ in bounds],
                            [prompts[s:e] for s, e in bounds], [responses_a[s:e] for s, e in bounds],
@@ -119,16 +118,44 @@ def on_dask(flow_fn, address: str | None = None, n_workers: int = 2, threads_per
     return flow_fn.with_options(task_runner=dask_task_runner(address, n_workers, threads_per_worker))
 
 
-def read_texts(path: Path) -> list[str]:
+def read_objects(path: Path) -> list[tuple[int, dict]]:
+    """(line number, object) per non-blank line of a JSONL file. Lines end at "\n" only (U+2028, U+0085
+    may stand raw inside a JSON string); a line that is not a JSON object raises ValueError naming
+    path:line (every line is used, none skipped silently)."""
     out = []
-    for line in path.read_text(encoding="utf-8").splitlines():
+    for i, line in enumerate(path.read_bytes().split(b"\n"), 1):
+        if not line.strip():
+            continue
         try:
             obj = json.loads(line)
-        except ValueError:
-            continue
-        if isinstance(obj, dict) and isinstance(obj.get("prompt", obj.get("text")), str):
-            out.append(obj.get("prompt", obj.get("text")))
+        except (ValueError, RecursionError) as exc:
+            raise ValueError(f"{path}:{i}: not valid JSON ({exc})") from None
+        if not isinstance(obj, dict):
+            raise ValueError(f"{path}:{i}: not a JSON object")
+        out.append((i, obj))
     return out
+
+
+def read_texts(path: Path) -> list[str]:
+    """The `prompt` of every line (its `text` where `prompt` is missing or not a string)."""
+    out = []
+    for i, obj in read_objects(path):
+        text = obj.get("prompt") if isinstance(obj.get("prompt"), str) else obj.get("text")
+        if not isinstance(text, str):
+            raise ValueError(f"{path}:{i}: no string 'prompt' or 'text'")
+        out.append(text)
+    return out
+
+
+def read_pool(path: Path) -> tuple[list[str], list[str], list[str]]:
+    """prompts, responses_a, responses_b of a pool JSONL (every field a string)."""
+    cols: tuple[list[str], list[str], list[str]] = ([], [], [])
+    for i, obj in read_objects(path):
+        for col, name in zip(cols, ("prompt", "response_a", "response_b")):
+            if not isinstance(obj.get(name), str):
+                raise ValueError(f"{path}:{i}: '{name}' is missing or not a string")
+            col.append(obj[name])
+    return cols
 
 
 def main(argv: list[str] | None = None) -> None:

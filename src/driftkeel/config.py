@@ -326,6 +326,7 @@ class InboxParams(_Section):
     version: bool = True                    # `dvc add data` once a new batch passed the validate stage
     git_commit: bool = True                 # then commit data.dvc (only when the project is a git repo)
     dvc_push: bool = True                   # then `dvc push data.dvc` (only when a default remote is set)
+    settle_s: float = Field(3.0, ge=0, le=600)  # a file modified more recently may still be arriving: wait, re-check
 
 
 class NotifyParams(_Section):

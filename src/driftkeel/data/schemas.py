@@ -79,7 +79,13 @@ def sort_in_time(frame, by: list[str]):
 
 
 def stream_files(data_dir) -> list:
-    """The stream batch files in time order."""
+    """The stream batch files in time order: by the number in `batch_<N>.jsonl` (batch_999 before
+    batch_1000; equal numbers by name); any other `batch_*.jsonl` name after them, by name."""
+    import re
     from pathlib import Path
 
-    return sorted(Path(data_dir, "stream").glob("batch_*.jsonl"))
+    def order(p):
+        m = re.fullmatch(r"batch_(\d+)\.jsonl", p.name)
+        return (0, int(m.group(1)), p.name) if m else (1, 0, p.name)
+
+    return sorted(Path(data_dir, "stream").glob("batch_*.jsonl"), key=order)

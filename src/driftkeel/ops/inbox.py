@@ -7,7 +7,15 @@ The monitoring flow calls, in order:
    NNN (the batch index is the arrival order; every other byte of the row, and every line that is not a
    JSON object, is copied unchanged so the validate stage quarantines it as usual). The original file
    is kept, unchanged, in `<inbox>/processed/`; a file with no readable row goes to `<inbox>/rejected/`
-   with a `.reason.txt`.
+   with a `.reason.txt`. A file that may still be arriving is left for the next run (status
+   "waiting"): one open for writing by a process on this machine (Linux /proc), or one modified again
+   within the settle time (`ops.inbox.settle_s`, default 3 s; ingest waits that long for a file
+   younger than that). Dotfiles and `*.tmp` / `*.part` / `*.partial` names are never picked
+   up (write to such a name, then rename).
+   Each ingested batch is recorded in `<inbox>/.driftkeel/ingested.json` before it appears in the stream; an
+   ingest killed half-way is finished (or forgotten) by the next one, so every source lands once.
+   The batches listed there stay pending (:func:`pending_batches`) until :func:`settle` (validate
+   passed) or :func:`reject`.
 2. `dvc repro validate` (the flow) - the Great Expectations suite on the whole stream. (DVC itself
    re-records the changed `data/` in data.dvc at this point, since the stage depends on data/stream.)
 3. :func:`version_data` (only after validate passed): `dvc add data`, `git commit data.dvc` (only in a
@@ -26,6 +34,7 @@ import re
 import shutil
 import subprocess
 import sys
+import time
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -33,6 +42,8 @@ from driftkeel.config import InboxParams, parse_section, read_params
 
 _BATCH_RE = re.compile(r"^batch_(\d+)\.jsonl$")
 PROCESSED, REJECTED = "processed", "rejected"
+JOURNAL = ".driftkeel/ingested.json"      # in the inbox: batches ingested, not yet validated or rejected
+TEMP_SUFFIXES = (".tmp", ".part", ".partial")  # names of files still being written (then renamed)
 
 
 class VersioningFailed(RuntimeError):
@@ -58,7 +69,124 @@ def pending(inbox_dir: Path, pattern: str = "*.jsonl") -> list[Path]:
     """Files waiting in the inbox (not its processed/ or rejected/ sub-folders), by name."""
     if not inbox_dir.is_dir():
         return []
-    return sorted(p for p in inbox_dir.glob(pattern) if p.is_file() and not p.name.startswith("."))
+    return sorted(p for p in inbox_dir.glob(pattern) if p.is_file() and not p.name.startswith(".")
+                  and not p.name.endswith(TEMP_SUFFIXES))
+
+
+def _writers(paths: list[Path]) -> dict[Path, int]:
+    """{path: pid} for the files a process of this machine holds open for writing (Linux /proc, the
+    processes this user may inspect; {} elsewhere)."""
+    want = {str(p.resolve()): p for p in paths}
+    found: dict[Path, int] = {}
+    if not want or not Path("/proc/self/fdinfo").is_dir():
+        return found
+    for fd_dir in Path("/proc").glob("[0-9]*/fd"):
+        try:
+            fds = os.listdir(fd_dir)
+        except OSError:
+            continue
+        for fd in fds:
+            try:
+                target = os.readlink(fd_dir / fd)
+                if target not in want:
+                    continue
+                flags = re.search(r"^flags:\s*([0-7]+)", (fd_dir.parent / "fdinfo" / fd).read_text(), re.M)
+            except OSError:
+                continue
+            if flags and int(flags.group(1), 8) & os.O_ACCMODE in (os.O_WRONLY, os.O_RDWR):
+                found[want[target]] = int(fd_dir.parent.name)
+    return found
+
+
+def arriving(files: list[Path], settle_s: float) -> dict[Path, str]:
+    """The files that may still be being written, with why: open for writing here, or modified within
+    the last `settle_s` seconds and again while we waited for them to reach that age."""
+    def signature(p: Path):
+        try:
+            st = p.stat()
+        except OSError:
+            return None
+        return st.st_size, st.st_mtime_ns
+
+    now = time.time()
+    ages = {p: now - p.stat().st_mtime for p in files}
+    young = {p: signature(p) for p, age in ages.items() if age < settle_s}
+    out = {}
+    if young:  # wait until the youngest is settle_s old (at most settle_s: a clock ahead of ours)
+        time.sleep(min(settle_s, max(settle_s - ages[p] for p in young)))
+        out = {p: f"still being written (modified within the last {settle_s:g} s)"
+               for p, sig in young.items() if signature(p) != sig}
+    for p, pid in _writers([p for p in files if p not in out]).items():
+        out[p] = f"still open for writing by process {pid}"
+    return out
+
+
+def _read_journal(inbox: Path) -> list[dict]:
+    path = inbox / JOURNAL
+    if not path.exists():
+        return []
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except ValueError as exc:
+        raise ValueError(f"{path}: not valid JSON ({exc}); it lists the batches ingested and not yet "
+                         "validated (data/stream/batch_NNN.jsonl); fix it or remove it") from None
+
+
+def _write_journal(inbox: Path, entries: list[dict]) -> None:
+    path = inbox / JOURNAL
+    if not entries:
+        path.unlink(missing_ok=True)
+        if path.parent.is_dir() and not any(path.parent.iterdir()):
+            path.parent.rmdir()
+        return
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(json.dumps(entries, indent=1) + "\n", encoding="utf-8")
+    os.replace(tmp, path)
+
+
+def _finish_interrupted(root: Path, inbox: Path, stream: Path) -> list[dict]:
+    """An ingest killed after recording a batch (journal entry without "archived"): finish or forget it."""
+    for tmp in stream.glob(".batch_*.jsonl.ingest.tmp"):  # killed before the batch was in place
+        tmp.unlink()
+    entries = _read_journal(inbox)
+    if all("archived" in e for e in entries):
+        return []
+    keep, done = [], []
+    for e in entries:
+        if "archived" in e:
+            keep.append(e)
+            continue
+        src, dst = inbox / e["source"], root / e["path"]
+        if dst.exists() and src.is_file():
+            if dst.read_bytes() == restamp(src.read_bytes(), e["batch"])[0]:  # killed before archiving
+                e = {**e, "archived": str(_archive(src, inbox / PROCESSED)), "recovered": True}
+                keep.append(e)
+                done.append(e)
+            # else the number went to other data since: the source is ingested anew
+        elif dst.exists():  # killed after archiving the source, before the journal said so
+            e = {**e, "archived": None, "recovered": True}
+            keep.append(e)
+            done.append(e)
+        # else killed before the batch was written: the source is still waiting, ingested anew
+    _write_journal(inbox, keep)
+    return done
+
+
+def pending_batches(root: str | Path, params: InboxParams) -> list[dict]:
+    """The batches ingested from the inbox and not settled yet (validated, or rejected),
+    those of an earlier, killed run included; the records :func:`ingest` returned for them."""
+    root = Path(root)
+    return [e for e in _read_journal((root / params.folder).resolve()) if (root / e["path"]).exists()]
+
+
+def settle(root: str | Path, records: list[dict], params: InboxParams) -> None:
+    """`records` are no longer pending: validated, or rejected."""
+    inbox = (Path(root) / params.folder).resolve()
+    entries = _read_journal(inbox)
+    done = {r.get("path") for r in records}
+    if any(e.get("path") in done for e in entries):
+        _write_journal(inbox, [e for e in entries if e.get("path") not in done])
 
 
 def restamp(data: bytes, batch: int) -> tuple[bytes, dict]:
@@ -86,14 +214,21 @@ def restamp(data: bytes, batch: int) -> tuple[bytes, dict]:
     return b"".join(out), {"rows": n_rows, "rows_restamped": n_restamped, "rows_unreadable": n_unreadable}
 
 
-def ingest(root: str | Path, data_dir: str, params: InboxParams) -> list[dict]:
-    """Move the inbox's files into the stream; returns one record per file (ingested or rejected)."""
+def ingest(root: str | Path, data_dir: str, params: InboxParams, settle_s: float | None = None) -> list[dict]:
+    """Move the inbox's files into the stream; returns one record per file (ingested, rejected or
+    waiting; `recovered` for a source a killed ingest had already written). `settle_s`: default
+    `params.settle_s`."""
     root = Path(root)
     inbox = (root / params.folder).resolve()
     stream = root / data_dir / "stream"
     stream.mkdir(parents=True, exist_ok=True)
-    records = []
-    for src in pending(inbox, params.pattern):
+    records = _finish_interrupted(root, inbox, stream)
+    files = pending(inbox, params.pattern)
+    waiting = arriving(files, params.settle_s if settle_s is None else settle_s)
+    for src in files:
+        if src in waiting:
+            records.append({"source": src.name, "status": "waiting", "reason": waiting[src]})
+            continue
         data = src.read_bytes()
         n = next_batch_index(stream)
         body, counts = restamp(data, n)
@@ -105,11 +240,14 @@ def ingest(root: str | Path, data_dir: str, params: InboxParams) -> list[dict]:
             continue
         dst = stream / f"batch_{n:03d}.jsonl"
         tmp = stream / f".{dst.name}.ingest.tmp"
+        rec = {**rec, "status": "ingested", "batch": n, "path": str(dst.relative_to(root))}
+        journal = _read_journal(inbox)
+        _write_journal(inbox, journal + [rec])  # first: a kill from here on is finished by the next run
         tmp.write_bytes(body)
         os.replace(tmp, dst)  # atomic: the stream never holds half a batch
-        archived = _archive(src, inbox / PROCESSED)
-        records.append({**rec, "status": "ingested", "batch": n, "path": str(dst.relative_to(root)),
-                        "archived": str(archived)})
+        rec["archived"] = str(_archive(src, inbox / PROCESSED))
+        _write_journal(inbox, journal + [rec])
+        records.append(rec)
     return records
 
 
@@ -133,6 +271,7 @@ def reject(root: str | Path, records: list[dict], params: InboxParams, reason: s
         if path.exists():
             moved = _archive(path, (root / params.folder).resolve() / REJECTED, reason[-4000:])
             out.append({**rec, "status": "rejected", "reason": reason[-500:], "moved_to": str(moved)})
+    settle(root, records, params)
     return out
 
 

@@ -16,7 +16,7 @@ import subprocess
 from datetime import datetime, timezone
 from pathlib import Path
 
-from driftkeel.config import CommonParams, ConfigError, parse_section, read_params
+from driftkeel.config import CommonParams, ConfigError, InboxParams, parse_section, read_params
 
 
 def _lines(path: Path) -> int | None:
@@ -45,14 +45,15 @@ def data_status(root: Path, common: CommonParams) -> dict:
 
     from driftkeel.data.schemas import stream_files
 
-    dvc_file = root / f"{common.data_dir}.dvc"
+    rel = f"{common.data_dir}.dvc"  # relative to the root, where git runs (data/raw.dvc for data/raw)
+    dvc_file = root / rel
     meta = (yaml.safe_load(dvc_file.read_text()) or {}).get("outs", [{}])[0] if dvc_file.exists() else {}
     files = stream_files(root / common.data_dir)
     commit = _git(root, "rev-parse", "--short", "HEAD")
     return {"version": meta.get("md5"), "nfiles": meta.get("nfiles"), "size": meta.get("size"),
             "stream_batches": len(files), "last_batch": files[-1].name if files else None,
             "dvc_file_committed": (None if commit is None or not dvc_file.exists()
-                                   else _git(root, "status", "--porcelain", "--", dvc_file.name) == ""),
+                                   else _git(root, "status", "--porcelain", "--", rel) == ""),
             "git_commit": commit}
 
 
@@ -84,7 +85,7 @@ def drift_status(root: Path, common: CommonParams) -> dict | None:
             "report": str(report.relative_to(root)) if report.exists() else None}
 
 
-def queue_status(root: Path, common: CommonParams, inbox: str) -> dict:
+def queue_status(root: Path, common: CommonParams, inbox: str, pattern: str = "*.jsonl") -> dict:
     from driftkeel.ops.inbox import REJECTED, pending
 
     out_dir = root / common.outputs_dir
@@ -92,7 +93,7 @@ def queue_status(root: Path, common: CommonParams, inbox: str) -> dict:
     rejected = inbox_dir / REJECTED
     return {"labeling": _lines(out_dir / "select" / "queue.jsonl"),
             "review": _lines(out_dir / "aggregate" / "review_queue.jsonl"),
-            "inbox_pending": len(pending(inbox_dir)),
+            "inbox_pending": len(pending(inbox_dir, pattern)),
             "inbox_rejected": len([p for p in rejected.glob("*") if not p.name.endswith(".reason.txt")])
             if rejected.is_dir() else 0}
 
@@ -125,12 +126,13 @@ def project_status(root: str | Path, prefect: bool = False) -> dict:
     raw = read_params(path) if path.exists() else {}
     common = parse_section("common", raw.get("common"))
     try:
-        inbox = parse_section("ops", raw.get("ops")).inbox.folder
+        inbox = parse_section("ops", raw.get("ops")).inbox
     except ConfigError:
-        inbox = "inbox"
+        inbox = InboxParams()
     out = {"project": root.resolve().name, "root": str(root.resolve()),
            "data": data_status(root, common), "models": model_status(root, common),
-           "drift": drift_status(root, common), "queues": queue_status(root, common, inbox)}
+           "drift": drift_status(root, common),
+           "queues": queue_status(root, common, inbox.folder, inbox.pattern)}
     if prefect:
         out["prefect"] = prefect_status()
     return out
