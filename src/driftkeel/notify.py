@@ -59,7 +59,33 @@ def send_webhook(url: str, body: dict, timeout_s: float = 10.0) -> dict:
                       headers={"Content-Type": "application/json", "User-Agent": "driftkeel-notify"},
                       timeout=timeout_s)
     resp.raise_for_status()
-    return {"channel": "webhook", "url": url, "status_code": resp.status_code}
+    return {"channel": "webhook", "url": webhook_origin(url), "status_code": resp.status_code}
+
+
+def webhook_origin(url: str) -> str:
+    """What may be shown of a webhook URL: scheme://host[:port]/*** (its path and query are the secret,
+    e.g. Slack's /services/T.../B.../token)."""
+    from urllib.parse import urlsplit
+
+    parts = urlsplit(url)
+    host = parts.hostname or "?"
+    return f"{parts.scheme}://{host}{f':{parts.port}' if parts.port else ''}/***"
+
+
+def _without_webhook(text: str, url: str | None) -> str:
+    """`text` with the webhook URL (and its path, which error messages may quote alone) masked."""
+    from urllib.parse import urlsplit
+
+    from driftkeel.security import redact_text
+
+    if not url:
+        return redact_text(text)
+    parts = urlsplit(url)
+    secrets = [url, url.rstrip("/")] + [x for x in (parts.path + (f"?{parts.query}" if parts.query else ""),
+                                                    parts.path) if len(x) > 1]
+    for s in sorted(set(secrets), key=len, reverse=True):
+        text = text.replace(s, webhook_origin(url) if s.startswith(("http://", "https://")) else "/***")
+    return redact_text(text)
 
 
 def send_block(block: str, body: dict) -> dict:
@@ -101,8 +127,9 @@ def notify(params: NotifyParams, event: str, summary: str, *, project: str = "dr
         try:
             deliveries.append(send())
         except Exception as exc:  # a notification must never fail the run it reports on
-            log.warning("notification %s via %s failed: %s", event, name, exc)
-            errors.append({"channel": name, "error": f"{type(exc).__name__}: {exc}"[:500]})
+            text = _without_webhook(f"{type(exc).__name__}: {exc}", params.webhook_url)  # the URL is a secret
+            log.warning("notification %s via %s failed: %s", event, name, text)
+            errors.append({"channel": name, "error": text[:500]})
     return {"sent": bool(deliveries), "deliveries": deliveries, "errors": errors, "message": body}
 
 

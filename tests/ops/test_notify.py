@@ -18,7 +18,8 @@ def test_webhook_gets_one_json_message(receiver):
     out = notify(params, "gate-failed", "reward accuracy 0.61 < 0.7", project="demo",
                  details={"version": 3}, links={"drift_report": "file:///r.html", "empty": None})
     assert out["sent"] and out["errors"] == []
-    assert out["deliveries"] == [{"channel": "webhook", "url": receiver.url, "status_code": 200}]
+    assert out["deliveries"] == [{"channel": "webhook", "url": "http://127.0.0.1:%d/***" % receiver.server.server_address[1],
+                                  "status_code": 200}]
     (req,) = receiver.wait(1)
     body = req["json"]
     assert req["headers"]["Content-Type"] == "application/json"
@@ -58,3 +59,21 @@ def test_project_params_are_read_and_validated(tmp_path, receiver):
     with pytest.raises(ConfigError, match=r"ops\.notify\.evnts"):
         load_notify_params(tmp_path)
     assert "invalid params" in notify_project(tmp_path, "flow-failed", "boom")["skipped"]
+
+
+def test_the_webhook_url_is_a_secret_never_returned_nor_logged(receiver, caplog):
+    """Slack-style webhook URLs carry their token in the path: neither the delivery record (printed in
+    flow summaries) nor an HTTP error (logged, returned, sent to Prefect's log) may show it."""
+    import json
+    import logging
+
+    secret = "T00000/B00000/XXXXsecretXXXX"
+    url = receiver.url.rstrip("/") + "/services/" + secret
+    ok = notify(NotifyParams(enabled=True, webhook_url=url), "gate-failed", "x")
+    assert ok["sent"] and secret not in json.dumps(ok["deliveries"])
+    receiver.status = 500
+    with caplog.at_level(logging.WARNING):
+        bad = notify(NotifyParams(enabled=True, webhook_url=url), "gate-failed", "x")
+    assert bad["sent"] is False and "500" in bad["errors"][0]["error"]
+    assert secret not in json.dumps(bad["errors"]) and secret not in caplog.text
+    assert "services" not in caplog.text and "/***" in caplog.text
