@@ -16,6 +16,7 @@ import hashlib
 import os
 import re
 import sqlite3
+import time
 from pathlib import Path
 from typing import Iterable, Sequence
 
@@ -63,14 +64,28 @@ class EmbeddingCache:
     def __init__(self, path: str | Path):
         self.path = Path(path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        with self._connect() as con:
-            con.execute("CREATE TABLE IF NOT EXISTS embeddings (backend TEXT NOT NULL, key TEXT NOT NULL,"
-                        " dim INTEGER NOT NULL, vec BLOB NOT NULL, PRIMARY KEY (backend, key))")
+        # WAL mode is a property of the file, set once here. Switching to it does not wait for the busy
+        # timeout: two processes opening a new cache at once got "database is locked" -> retry.
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                con = self._connect()
+                try:
+                    with con:
+                        con.execute("CREATE TABLE IF NOT EXISTS embeddings (backend TEXT NOT NULL, key TEXT NOT "
+                                    "NULL, dim INTEGER NOT NULL, vec BLOB NOT NULL, PRIMARY KEY (backend, key))")
+                    if con.execute("PRAGMA journal_mode").fetchone()[0].lower() != "wal":
+                        con.execute("PRAGMA journal_mode=WAL")
+                finally:
+                    con.close()
+                return
+            except sqlite3.OperationalError as exc:
+                if "locked" not in str(exc) or time.monotonic() > deadline:
+                    raise
+                time.sleep(0.05)
 
     def _connect(self) -> sqlite3.Connection:
-        con = sqlite3.connect(self.path, timeout=60)
-        con.execute("PRAGMA journal_mode=WAL")
-        return con
+        return sqlite3.connect(self.path, timeout=60)
 
     def get(self, backend: str, keys: Sequence[str]) -> dict[str, np.ndarray]:
         found: dict[str, np.ndarray] = {}

@@ -14,10 +14,14 @@ import pandas as pd
 
 
 def _json_default(obj: Any):
+    """numpy arrays (any size; also list columns read back from parquet) and scalars, paths; the value is
+    cleaned again, so a NaN / inf inside becomes null (never a bare NaN, which is not JSON)."""
+    if hasattr(obj, "tolist") and getattr(obj, "ndim", 0) > 0:  # numpy arrays: .item() fails unless size 1
+        return _clean(obj.tolist())
     if hasattr(obj, "item"):  # numpy scalars
-        return obj.item()
+        return _clean(obj.item())
     if hasattr(obj, "tolist"):
-        return obj.tolist()
+        return _clean(obj.tolist())
     if isinstance(obj, Path):
         return str(obj)
     raise TypeError(f"not JSON serialisable: {type(obj).__name__}")
@@ -78,7 +82,7 @@ def write_text(path: str | Path, text: str) -> None:
 
 
 def write_json(path: str | Path, obj: Any) -> None:
-    write_text(path, json.dumps(_clean(obj), indent=2, sort_keys=True, default=_json_default) + "\n")
+    write_text(path, json.dumps(_clean(obj), indent=2, sort_keys=True, default=_json_default, allow_nan=False) + "\n")
 
 
 def read_json(path: str | Path) -> Any:
@@ -90,7 +94,8 @@ def write_jsonl(path: str | Path, rows: Iterable[dict]) -> int:
     n = 0
     with atomic_path(path) as tmp, tmp.open("w", encoding="utf-8") as fh:
         for row in rows:
-            fh.write(json.dumps(_clean(row), sort_keys=True, default=_json_default, ensure_ascii=False))
+            fh.write(json.dumps(_clean(row), sort_keys=True, default=_json_default, ensure_ascii=False,
+                                allow_nan=False))
             fh.write("\n")
             n += 1
     return n
