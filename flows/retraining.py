@@ -9,6 +9,7 @@ to `champion` only when the evaluate gate passed; a failed gate sends a `gate-fa
 """
 from __future__ import annotations
 
+import hashlib
 import sys
 import uuid
 from pathlib import Path
@@ -50,12 +51,22 @@ def retraining(root: str = str(PROJECT_ROOT), reason: str = "scheduled",
     summary = {"reason": reason, "stages": stages, "promoted": registry.get("promoted"),
                "decision": registry.get("decision"), "versions": versions, "drift_report": drift_report,
                "notification": None}
+    registry_path = Path(root).resolve() / outputs_dir(root) / "register" / "registry.json"
+    summary["register_ran"] = any(s.get("stage") == "register" and not s.get("up_to_date") for s in stages)
     if registry.get("gate_passed") is False:
-        summary["notification"] = send_notification(
-            root, "gate-failed", f"challenger not promoted: {registry.get('decision')}"[:1000],
-            details={"versions": versions, "reason": reason},
-            links={"drift_report": drift_report,
-                   "registry": (Path(root).resolve() / outputs_dir(root) / "register" / "registry.json").as_uri()})
+        # once per register record: a run with every stage up to date re-reads last week's registry.json
+        # (not this run's result), and must not re-send its gate-failed notification
+        marker = registry_path.with_name(".gate-failed-notified")
+        record = hashlib.sha256(registry_path.read_bytes()).hexdigest() if registry_path.exists() else ""
+        if record and marker.exists() and marker.read_text(encoding="utf-8").strip() == record:
+            summary["notification"] = {"sent": False, "skipped": "already notified for this register record"}
+        else:
+            summary["notification"] = send_notification(
+                root, "gate-failed", f"challenger not promoted: {registry.get('decision')}"[:1000],
+                details={"versions": versions, "reason": reason},
+                links={"drift_report": drift_report, "registry": registry_path.as_uri()})
+            if record and (summary["notification"] or {}).get("sent"):
+                marker.write_text(record + "\n", encoding="utf-8")
     logger.info("retraining done: %s", summary["decision"])
     return summary
 
