@@ -68,7 +68,7 @@ def main() -> dict:
     queue = st.outputs / "select" / "queue.jsonl"
     queued = {r.get("pair_id") for r in read_jsonl(queue)} if queue.exists() else set()
     pool_path = st.data / "pool" / "pool.jsonl"
-    pool = read_pool(pool_path)[0] if st.params.synthetic and pool_path.exists() else None
+    pool, n_pool_unreadable = (read_pool(pool_path) if st.params.synthetic and pool_path.exists() else (None, 0))
     embedder = Embedder.for_project(st.root, backend=HASHING)
     mix = build_mix(pd.read_parquet(consensus_path), st.params, seed=st.common.seed, embedder=embedder,
                     drift_report=report, drift_level=level, pool=pool, queued=queued)
@@ -87,6 +87,8 @@ def main() -> dict:
                                                       n_close=("close", "sum"), mean_weight=("weight", "mean"))
            .reset_index() if len(mix.train) else pd.DataFrame(columns=["phase", "source", "n", "mean_difficulty"]))
     write_csv(out / "plots" / "curriculum.csv", cur)
+    if pool is not None:  # the select stage quarantines these lines with their reasons (same pool file)
+        mix.metrics["synthetic_pool_unreadable_lines"] = n_pool_unreadable
     write_json(out / "metrics.json", mix.metrics)
     manifest = {
         "params": st.params.model_dump(), "seed": st.common.seed,

@@ -29,7 +29,8 @@ def main() -> dict:
     consensus_path = st.outputs / "aggregate" / "consensus.parquet"
     if not pool_path.exists():
         raise SystemExit(f"select: {pool_path} not found")
-    pool, n_bad, lines = read_pool(pool_path, with_lines=True)
+    bad_lines: list[dict] = []      # unreadable lines: quarantined with their reason, never just counted
+    pool, n_bad, lines = read_pool(pool_path, with_lines=True, bad_lines=bad_lines)
     consensus = pd.read_parquet(consensus_path) if consensus_path.exists() else None
     report_path = st.outputs / "drift" / "report.json"
     report = read_json(report_path) if report_path.exists() else None
@@ -37,20 +38,26 @@ def main() -> dict:
     embedder = Embedder.for_project(st.root, backend=backend)
     sel = select(pool, consensus, st.params, embedder, seed=st.common.seed, drift_report=report, lines=lines)
 
-    metrics = {**sel.metrics, "n_skipped_invalid_json": n_bad}
+    quarantine = sorted(bad_lines + sel.quarantine, key=lambda q: q["line"])
+    metrics = {**sel.metrics, "n_skipped_invalid_json": n_bad, "n_quarantined": len(quarantine),
+               "n_pool_lines": sel.metrics["n_pool_rows"] + n_bad}
+    # every non-blank pool line: usable, quarantined (with a reason) or already labelled
+    if metrics["n_pool_lines"] != (metrics["n_pool_usable"] + metrics["n_quarantined"]
+                                   + metrics.get("n_skipped_already_labelled", 0)):
+        raise SystemExit(f"select: pool counts do not add up: {metrics}")
     decision_path = st.outputs / "drift" / "decision.json"
     if decision_path.exists():
         metrics["drift_decision_level"] = read_json(decision_path).get("level")
     out = st.out
     exports = write_exports(out, sel.queue, {"jsonl", "label_studio", "argilla"})
-    write_jsonl(out / "quarantine.jsonl", sel.quarantine)
+    write_jsonl(out / "quarantine.jsonl", quarantine)
     write_csv(out / "plots" / "uncertainty.csv", sel.scores)
     write_csv(out / "plots" / "label_budget.csv",
               pd.DataFrame(sel.budget_curve, columns=["labels", "heldout_accuracy", "n_heldout",
                                                       "heldout_accuracy_new", "n_heldout_new"]))
     write_json(out / "metrics.json", metrics)
-    write_json(out / "notes.json", {"notes": sel.notes + ([f"{n_bad} pool line(s) are not valid JSON (skipped)"]
-                                                          if n_bad else []),
+    write_json(out / "notes.json", {"notes": sel.notes + ([f"{n_bad} pool line(s) are not valid UTF-8 JSON "
+                                                           "(quarantined)"] if n_bad else []),
                                     "strategy": st.params.strategy})
 
     with stage_run("select", st.root, st.common, st.params) as run:

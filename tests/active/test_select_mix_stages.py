@@ -44,7 +44,8 @@ def project(tmp_path, monkeypatch):
              "policy_version": "policy-v1"} for i in range(60)]
     lines = [json.dumps(r) for r in pool]
     lines += [json.dumps({"pair_id": "same", "prompt": "x?", "response_a": "t", "response_b": "t"}),
-              json.dumps({"pair_id": "nofield", "prompt": "x?"}), "{broken"]
+              json.dumps({"pair_id": "nofield", "prompt": "x?"}), "{broken",
+              '{"pair_id": "surrogate", "prompt": "bad \\ud800 text", "response_a": "x", "response_b": "y"}']
     (tmp_path / "data" / "pool").mkdir(parents=True)
     (tmp_path / "data" / "pool" / "pool.jsonl").write_text("\n".join(lines) + "\n", encoding="utf-8")
     with (tmp_path / "data" / "pool" / "pool.jsonl").open("ab") as fh:     # not UTF-8: counted, not a crash
@@ -64,8 +65,13 @@ def test_select_then_mix_write_their_outputs(project):
     queue = read_jsonl(out / "queue.jsonl")
     assert len(queue) == 12 and m["k_selected"] == 12 and all(q["reason"] for q in queue)
     assert m["n_skipped_identical_responses"] == 1 and m["n_skipped_missing_fields"] == 1
-    assert m["n_skipped_invalid_json"] == 2 and m["n_quarantined"] == 2
-    assert {r["reason"] for r in read_jsonl(out / "quarantine.jsonl")} == {"identical_responses", "missing_fields"}
+    # every pool line is queued-or-usable, quarantined with a reason (unreadable lines too), or labelled
+    assert m["n_skipped_invalid_json"] == 2 and m["n_skipped_invalid_unicode"] == 1 and m["n_quarantined"] == 5
+    assert m["n_pool_lines"] == 65 == m["n_pool_usable"] + m["n_quarantined"]
+    quarantined = read_jsonl(out / "quarantine.jsonl")
+    assert sorted((q["line"], q["reason"]) for q in quarantined) == [
+        (61, "identical_responses"), (62, "missing_fields"), (63, "invalid_json"), (64, "invalid_unicode"),
+        (65, "invalid_utf8")]
     assert len(json.loads((out / "label_studio_tasks.json").read_text())) == 12
     assert len(read_jsonl(out / "argilla_records.jsonl")) == 12
     notes = read_json(out / "notes.json")["notes"]

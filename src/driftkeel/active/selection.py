@@ -19,6 +19,8 @@
 """
 from __future__ import annotations
 
+import json
+import re
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -32,6 +34,8 @@ from driftkeel.active.surrogate import (BradleyTerrySurrogate, expected_calibrat
                                         pair_features)
 from driftkeel.config import SelectParams
 from driftkeel.embeddings import Embedder
+
+_SURROGATE = re.compile("[\ud800-\udfff]")
 
 REQUIRED = ("pair_id", "prompt", "response_a", "response_b")
 OPTIONAL = ("prompt_id", "batch", "policy_version")
@@ -48,14 +52,37 @@ class Selection:
     quarantine: list[dict] = field(default_factory=list)
 
 
-def read_pool(path, with_lines: bool = False) -> tuple:
-    """Lenient JSONL reader for the pool: (parsed lines, number of lines that are not valid UTF-8 JSON),
-    and with `with_lines` also the file line number of each parsed line (for the quarantine)."""
-    from driftkeel.validation.reader import read_json_lines
+def read_pool(path, with_lines: bool = False, bad_lines: list | None = None) -> tuple:
+    """Lenient JSONL reader for the pool: (parsed lines, number of non-blank lines that are not valid
+    UTF-8 JSON), and with `with_lines` also the file line number of each parsed line (for the
+    quarantine). `bad_lines`: a list that gets {"line", "reason", "row"} for each unreadable line
+    (reason ``invalid_utf8`` / ``invalid_json``; row = its first 500 characters)."""
+    from driftkeel.validation.reader import iter_lines
 
-    values, bad = read_json_lines(path)
-    rows = [v for _, v in values]
-    return (rows, sum(bad.values()), [n for n, _ in values]) if with_lines else (rows, sum(bad.values()))
+    rows, lines, n_bad = [], [], 0
+    for line_no, data in iter_lines(path):
+        if not data.strip():
+            continue
+        reason = None
+        try:
+            text = data.decode("utf-8")
+        except UnicodeDecodeError:
+            reason, text = "invalid_utf8", data.decode("utf-8", "replace")
+        if reason is None:
+            if not text.strip():
+                continue
+            try:
+                value = json.loads(text)
+            except (ValueError, RecursionError):
+                reason = "invalid_json"
+        if reason is not None:
+            n_bad += 1
+            if bad_lines is not None:
+                bad_lines.append({"line": line_no, "reason": reason, "row": text[:500]})
+            continue
+        rows.append(value)
+        lines.append(line_no)
+    return (rows, n_bad, lines) if with_lines else (rows, n_bad)
 
 
 def labelled_pair_ids(consensus: pd.DataFrame | None) -> set[str]:
@@ -73,7 +100,8 @@ def clean_pool(rows: list, quarantine: list | None = None, lines: list[int] | No
     each row, from read_pool(with_lines=True); else its position). Pairs in `labelled` (see
     labelled_pair_ids) are skipped and counted as `already_labelled`, not quarantined: they are fine,
     only no longer worth a label."""
-    counts = {"not_an_object": 0, "missing_fields": 0, "identical_responses": 0, "duplicate_pair_id": 0,
+    counts = {"not_an_object": 0, "missing_fields": 0, "invalid_unicode": 0, "identical_responses": 0,
+              "duplicate_pair_id": 0,
               "missing_optional_fields": 0, "already_labelled": 0}
     seen, out = set(), []
 
@@ -89,6 +117,11 @@ def clean_pool(rows: list, quarantine: list | None = None, lines: list[int] | No
         missing = [k for k in REQUIRED if not isinstance(r.get(k), str) or not r.get(k).strip()]
         if missing:
             skip(i, "missing_fields", {**r, "_missing": missing})
+            continue
+        if any(isinstance(v, str) and _SURROGATE.search(v) for v in r.values()):
+            # a lone surrogate ("\\ud800" in the JSON) is no text: it cannot be hashed, embedded or written
+            skip(i, "invalid_unicode", {k: (v.encode("utf-8", "replace").decode("utf-8") if isinstance(v, str) else v)
+                                        for k, v in r.items()})
             continue
         if r["response_a"].strip() == r["response_b"].strip():
             skip(i, "identical_responses", r)
