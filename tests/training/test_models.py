@@ -87,7 +87,8 @@ def test_prepare_tokenizer_adds_pad(tok):
     tok2.pad_token = None
     tok2.padding_side = "right"
     M.prepare_tokenizer(tok2)
-    assert tok2.pad_token == tok2.eos_token and tok2.padding_side == "left"
+    # a pad of its own, never eos (TRL's PPO ends a response at the first pad: pad == eos drops the eos)
+    assert tok2.pad_token == M.PAD != tok2.eos_token and tok2.padding_side == "left"
 
 
 def test_default_lengths_come_from_common():

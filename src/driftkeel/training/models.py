@@ -89,11 +89,20 @@ def train_tokenizer(texts: list[str], vocab_size: int) -> PreTrainedTokenizerFas
 
 
 def prepare_tokenizer(tokenizer: PreTrainedTokenizerBase) -> PreTrainedTokenizerBase:
-    """Make any tokenizer usable here: a pad token (eos if none) and left padding for generation."""
-    if tokenizer.pad_token is None:
-        if tokenizer.eos_token is None:
-            raise ValueError("tokenizer has neither a pad nor an eos token")
-        tokenizer.pad_token = tokenizer.eos_token
+    """Make any tokenizer usable here: a pad token distinct from eos, and left padding for generation.
+
+    TRL's PPO loop ends a response at its first pad token (and the sequence classifiers read the score
+    at the last non-pad token), so pad == eos would drop the eos from the PPO loss and read the reward
+    one token early. A tokenizer without a pad token (Llama, Mistral, GPT-NeoX) or whose pad is its eos
+    (Qwen2) gets `PAD` added as a special token (id `len(tokenizer)` unless the vocabulary has it), the
+    same id for every model loaded from one folder; the model must then be fitted to it with
+    :func:`fit_to_tokenizer` (the loaders and :func:`resolve` do). Idempotent; the tiny default and
+    any tokenizer saved by :func:`save_model` are left as they are."""
+    if tokenizer.pad_token is None and tokenizer.eos_token is None:
+        raise ValueError("tokenizer has neither a pad nor an eos token")
+    if tokenizer.eos_token is not None and (tokenizer.pad_token is None
+                                            or tokenizer.pad_token_id == tokenizer.eos_token_id):
+        tokenizer.add_special_tokens({"pad_token": PAD if tokenizer.eos_token != PAD else PAD + "_"})
     tokenizer.padding_side = "left"
     return tokenizer
 
@@ -171,6 +180,30 @@ def _sync_special_tokens(model: PreTrainedModel, tokenizer: PreTrainedTokenizerB
             gen.bos_token_id = tokenizer.bos_token_id
 
 
+def fit_to_tokenizer(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase) -> PreTrainedModel:
+    """Fit `model` (causal LM or sequence classifier) to a prepared tokenizer: grow its token
+    embeddings (and an untied output head) when the tokenizer has more ids — the pad token
+    :func:`prepare_tokenizer` added — and record the pad id in its config (and generation config).
+    New rows are the mean of the existing ones (deterministic, so a policy, its reference and a reward
+    model loaded from one folder agree; the caller's RNG is untouched). A no-op on the size for the tiny
+    default and for any model saved after a resize (its config holds the new vocabulary size)."""
+    old = model.get_input_embeddings().num_embeddings
+    if len(tokenizer) > old:
+        with torch.random.fork_rng(devices=[]):  # resize initialises the new rows: keep the caller's RNG
+            model.resize_token_embeddings(len(tokenizer), mean_resizing=False)
+        layers = [model.get_input_embeddings(), model.get_output_embeddings()]
+        with torch.no_grad():
+            for layer in {id(m): m for m in layers if m is not None}.values():  # once when tied
+                layer.weight[old:] = layer.weight[:old].mean(0)
+                if getattr(layer, "bias", None) is not None:
+                    layer.bias[old:] = layer.bias[:old].mean()
+    model.config.pad_token_id = tokenizer.pad_token_id
+    gen = getattr(model, "generation_config", None)
+    if gen is not None:
+        gen.pad_token_id = tokenizer.pad_token_id
+    return model
+
+
 def _load_tokenizer(path_or_id: str | Path) -> PreTrainedTokenizerBase:
     return prepare_tokenizer(AutoTokenizer.from_pretrained(str(path_or_id)))
 
@@ -181,6 +214,7 @@ def load_causal_lm(path_or_id: str | Path, *, device: str | torch.device | None 
     it to the GPU and use bf16 autocast themselves); pass device/dtype for inference."""
     tokenizer = _load_tokenizer(path_or_id)
     model = AutoModelForCausalLM.from_pretrained(str(path_or_id), dtype=dtype or torch.float32)
+    fit_to_tokenizer(model, tokenizer)
     _sync_special_tokens(model, tokenizer)
     if device is not None:
         model.to(device)
@@ -208,17 +242,18 @@ def load_reward_model(path_or_id: str | Path, *, device: str | torch.device | No
     model = AutoModelForSequenceClassification.from_pretrained(
         str(path_or_id), config=config, dtype=dtype or torch.float32,
         ignore_mismatched_sizes=config.num_labels != saved)
-    model.config.pad_token_id = tokenizer.pad_token_id
+    fit_to_tokenizer(model, tokenizer)  # same rows as the causal LM from this folder gets; config pad id
     if device is not None:
         model.to(device)
     return model, tokenizer
 
 
 def resolve(model_or_dir, loader, **kwargs):
-    """Accept a path/id or an already loaded (model, tokenizer) pair."""
+    """Accept a path/id or an already loaded (model, tokenizer) pair (fitted like the loaders do)."""
     if isinstance(model_or_dir, (tuple, list)):
         model, tokenizer = model_or_dir
-        return model, prepare_tokenizer(tokenizer)
+        tokenizer = prepare_tokenizer(tokenizer)
+        return fit_to_tokenizer(model, tokenizer), tokenizer
     return loader(model_or_dir, **kwargs)
 
 
