@@ -16,8 +16,11 @@ and the error text have passwords and secret environment values masked.
 :func:`sync` replays every entry into the store: into the stage's original run when the store still
 has it (only the operations not done), else into a new nested run under the pipeline's parent run
 (found or created by the pipeline key, as ``stage_run`` does). Progress is written back to the manifest
-after each batch, metrics keep their original timestamps (the store drops exact duplicates), so an
-interrupted sync resumes without duplicates; an entry is deleted only once fully logged. One sync at a
+after each batch and metrics keep their original timestamps. A replay killed at any point resumes
+without duplicates in every store kind: the run it created is found again by its
+``driftkeel.spool_entry`` tag, and metric values already in the run (same key, step, timestamp and
+value) are not logged again (MLflow's file store, unlike the SQL stores, would keep both); params,
+tags and artifacts are idempotent. An entry is deleted only once fully logged. One sync at a
 time (an OS lock on ``.mlflow-spool/.lock``). Every ``stage_run`` tries a sync first (best effort).
 """
 from __future__ import annotations
@@ -207,13 +210,54 @@ def _batches(ops: list[dict]) -> Iterator[list[dict]]:
         yield group
 
 
-def _apply(client, run_id: str, batch: list[dict], entry: Path, root: Path, say: Callable) -> None:
+class _MetricsInRun:
+    """The metric values already in a run, as ``(key, step, timestamp, value)``, read from the store
+    the first time a key is replayed (one history call per key and entry), then kept up to date with
+    what the replay logs. MLflow's file store keeps every value it is given, duplicates included, so a
+    batch that may already be in the run (an interrupted replay, or a call the store applied but did
+    not confirm) is filtered through this before it is logged again. A run the replay has just created
+    holds nothing yet: ``empty`` skips the reads."""
+
+    def __init__(self, client, run_id: str, empty: bool = False):
+        self._client, self._run_id, self._empty = client, run_id, empty
+        self._seen: dict[str, set] = {}
+
+    @staticmethod
+    def _point(step: int, timestamp: int, value: float) -> tuple:
+        return (int(step), int(timestamp), "nan" if value != value else float(value))
+
+    def _known(self, key: str) -> set:
+        if key not in self._seen:
+            self._seen[key] = set() if self._empty else {
+                self._point(m.step, m.timestamp, m.value) for m in self._client.get_metric_history(self._run_id, key)}
+        return self._seen[key]
+
+    def missing(self, metrics: list) -> list:
+        """`metrics` (mlflow Metric) less those already in the run (and repeats within `metrics`)."""
+        out = []
+        for m in metrics:
+            known, point = self._known(m.key), self._point(m.step, m.timestamp, m.value)
+            if point not in known:
+                known.add(point)
+                out.append(m)
+        return out
+
+
+def _apply(client, run_id: str, batch: list[dict], entry: Path, root: Path, say: Callable,
+           in_run: Optional[_MetricsInRun] = None) -> None:
+    """Log one batch. Every operation may be re-applied after an interruption: metrics already in the
+    run are skipped (`in_run`), params are re-logged with the same value (accepted by every store),
+    tags are overwritten with the same value, and an artifact is uploaded again to the same path
+    (overwritten, not duplicated)."""
     from mlflow.entities import Metric, Param, RunTag
 
     first = batch[0]
     if first["op"] == "metrics":
         metrics = [Metric(k, float(v), op["timestamp"], op["step"]) for op in batch for k, v in op["metrics"].items()]
-        client.log_batch(run_id, metrics=metrics)
+        if in_run is not None:
+            metrics = in_run.missing(metrics)
+        if metrics:
+            client.log_batch(run_id, metrics=metrics)
     elif first["op"] == "params":
         client.log_batch(run_id, params=[Param(k, str(v)) for k, v in first["params"].items()])
     elif first["op"] == "tags":
@@ -232,8 +276,20 @@ def _apply(client, run_id: str, batch: list[dict], entry: Path, root: Path, say:
         raise ValueError(f"{entry / MANIFEST}: unknown operation {first['op']!r}")
 
 
+def _entry_run(client, exp_id: str, entry: Path) -> Optional[str]:
+    """The run an earlier, interrupted replay of `entry` created (tagged ``driftkeel.spool_entry`` at
+    creation) before it could save its id in the manifest; None when there is none."""
+    found = client.search_runs([exp_id], filter_string=f"tags.`driftkeel.spool_entry` = '{entry.name}'",
+                               max_results=1, order_by=["attributes.start_time ASC"])
+    return found[0].info.run_id if found else None
+
+
 def replay_entry(client, entry: Path, root: Path, common, say: Callable = print) -> str:
-    """Log one spool entry into the store; returns the run id. The entry is deleted at the end."""
+    """Log one spool entry into the store; returns the run id. The entry is deleted at the end.
+
+    Safe to re-run after an interruption at any point: the run is found again (by the id saved in the
+    manifest, else by its ``driftkeel.spool_entry`` tag), and a batch that may already be in the run
+    is not logged twice (see :func:`_apply`)."""
     from driftkeel.registry.tracking import find_or_create_parent
 
     manifest = json.loads((entry / MANIFEST).read_text(encoding="utf-8"))
@@ -241,21 +297,25 @@ def replay_entry(client, entry: Path, root: Path, common, say: Callable = print)
         raise ValueError(f"{entry / MANIFEST}: unknown spool format {manifest.get('format')!r}")
     run_id = next((r for r in (manifest.get("replay_run_id"), manifest.get("run_id")) if _run_exists(client, r)),
                   None)
+    created = False
     if run_id is None:  # the stage never got a run in this store: a new nested run, every operation
         exp_id = _experiment_id(client, manifest["experiment"], root, common)
-        parent_id = find_or_create_parent(client, exp_id, manifest["pipeline_key"], manifest["tags"])
-        run = client.create_run(exp_id, start_time=manifest["start_time"], run_name=manifest["stage"],
-                                tags={**manifest["run_tags"], "mlflow.parentRunId": parent_id,
-                                      "driftkeel.spool_entry": entry.name})
-        run_id = run.info.run_id
+        run_id = _entry_run(client, exp_id, entry)  # created by a replay killed before it saved the id
+        if run_id is None:
+            parent_id = find_or_create_parent(client, exp_id, manifest["pipeline_key"], manifest["tags"])
+            run = client.create_run(exp_id, start_time=manifest["start_time"], run_name=manifest["stage"],
+                                    tags={**manifest["run_tags"], "mlflow.parentRunId": parent_id,
+                                          "driftkeel.spool_entry": entry.name})
+            run_id, created = run.info.run_id, True
         for op in manifest["ops"]:
             op["done"] = False
         manifest["replay_run_id"] = run_id
         _write_manifest(entry, manifest)
     else:
         client.set_tag(run_id, "driftkeel.spool_entry", entry.name)
+    in_run = _MetricsInRun(client, run_id, empty=created)
     for batch in _batches(manifest["ops"]):
-        _apply(client, run_id, batch, entry, root, say)
+        _apply(client, run_id, batch, entry, root, say, in_run)
         for op in batch:
             op["done"] = True
         _write_manifest(entry, manifest)

@@ -31,7 +31,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Iterator
-from urllib.parse import urlsplit, unquote
+from urllib.parse import unquote, urlsplit, urlunsplit
 
 import yaml
 
@@ -73,10 +73,46 @@ def _check_writable_dir(path: Path, what: str) -> None:
         raise TrackingUnavailable(f"{what} {path} is not writable ({exc.strerror})") from None
 
 
+# scheme-less values MLflow resolves to a store of its own, not to a local folder (mlflow.tracking.registry)
+_MLFLOW_NAMED_STORES = frozenset({"databricks", "databricks-uc", "uc"})
+
+
+def _local_store_path(uri: str) -> Path | None:
+    """The folder of a local file store: ``file:`` URIs and plain paths, which MLflow itself opens as a
+    file store (``mlruns``, ``./mlruns``, ``/abs/mlruns``, ``C:\\mlruns``); None for anything else
+    (``databricks``, ``databricks-uc``, ``uc``, other schemes), which MLflow resolves itself."""
+    if uri in _MLFLOW_NAMED_STORES:
+        return None
+    parts = urlsplit(uri)
+    if parts.scheme == "file":
+        return Path(unquote(parts.path))
+    if parts.scheme == "" or (len(parts.scheme) == 1 and parts.scheme.isalpha()):  # "" or a Windows drive
+        return Path(unquote(uri))  # as MLflow's FileStore reads it (no ~ expansion)
+    return None
+
+
+def _health_request(uri: str) -> urllib.request.Request:
+    """GET <uri>/health without the ``user:password@`` of `uri` in the URL (urllib would take it for
+    part of the host); the credentials go as Basic auth, percent-decoded as requests (MLflow) does,
+    and are not forwarded on a redirect."""
+    import base64
+
+    parts = urlsplit(uri)
+    userinfo, _, host = parts.netloc.rpartition("@")
+    url = urlunsplit(parts._replace(netloc=host)).rstrip("/") + "/health"
+    request = urllib.request.Request(url)
+    if userinfo:
+        user, _, password = userinfo.partition(":")
+        token = base64.b64encode(f"{unquote(user)}:{unquote(password)}".encode("utf-8")).decode("ascii")
+        request.add_unredirected_header("Authorization", f"Basic {token}")
+    return request
+
+
 def check_store(root: Path, common: CommonParams, timeout_s: float | None = None) -> str:
     """Raise TrackingUnavailable unless the tracking store answers (HTTP) or can be written (SQLite,
     local folders); returns the URI. Cheap: one request or one SQLite query. Other schemes (postgres,
-    databricks, ...) are left to MLflow's own first call."""
+    databricks, ...) are left to MLflow's own first call. Credentials in an http(s) URI
+    (``http://user:pw@host``) are sent as Basic auth, as MLflow sends them, and never shown."""
     from driftkeel.security import strip_url_password
 
     uri = tracking_uri(root, common)
@@ -95,9 +131,10 @@ def check_store(root: Path, common: CommonParams, timeout_s: float | None = None
                 finally:
                     con.close()
         elif scheme in ("http", "https"):
-            url = uri.rstrip("/") + "/health"
+            request = _health_request(uri)
+            url = request.full_url  # no credentials in it
             try:
-                with urllib.request.urlopen(url, timeout=timeout) as resp:  # noqa: S310 (http(s) only)
+                with urllib.request.urlopen(request, timeout=timeout) as resp:  # noqa: S310 (http(s) only)
                     resp.read(64)
             except urllib.error.HTTPError as exc:
                 if exc.code >= 500:
@@ -105,8 +142,10 @@ def check_store(root: Path, common: CommonParams, timeout_s: float | None = None
             except (urllib.error.URLError, OSError) as exc:
                 reason = getattr(exc, "reason", exc)
                 raise TrackingUnavailable(f"cannot connect ({reason})") from None
-        elif scheme in ("", "file"):
-            _check_writable_dir(Path(unquote(urlsplit(uri).path)), "tracking folder")
+        else:
+            local = _local_store_path(uri)
+            if local is not None:
+                _check_writable_dir(local, "tracking folder")
         art = artifact_location(root, common)
         if urlsplit(art).scheme == "file":
             _check_writable_dir(Path(unquote(urlsplit(art).path)), "artifact folder")
