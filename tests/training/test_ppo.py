@@ -55,3 +55,30 @@ def test_generate_is_seeded_and_returns_completions_only(sft_run):
     generate(sft_run["model_dir"], prompts[:1], max_new_tokens=2, seed=5)
     assert torch.equal(state, torch.random.get_rng_state())  # the caller's RNG is untouched
     assert generate(sft_run["model_dir"], [], max_new_tokens=2) == []
+
+
+def test_a_round_with_sharded_weights_is_complete_and_resumes_exactly(tmp_path):
+    """save_pretrained shards a model above its max_shard_size (50 GB by default: a 70B policy): such a
+    round was judged torn (only model.safetensors counted), deleted, and PPO restarted from round 0."""
+    import json
+
+    from training_task import TEXTS, TINY
+
+    from driftkeel.training.ppo import _load_weights, _round_complete
+
+    tok = M.train_tokenizer(TEXTS, 300)
+    torch.manual_seed(0)
+    trained = M.build_tiny_causal_lm(tok, TINY)
+    rnd = tmp_path / "round-0003"
+    for part in ("policy", "value"):
+        trained.save_pretrained(rnd / part, max_shard_size="20KB")
+    assert (rnd / "policy" / "model.safetensors.index.json").is_file()
+    assert not (rnd / "policy" / "model.safetensors").exists()
+    torch.save({}, rnd / "state.pt")
+    (rnd / "state.json").write_text(json.dumps({"round": 3, "global_step": 3, "episode": 96}))
+    assert _round_complete(rnd)
+    torch.manual_seed(1)
+    fresh = M.build_tiny_causal_lm(tok, TINY)
+    _load_weights(fresh, rnd / "policy")
+    for (name, a), b in zip(trained.state_dict().items(), fresh.state_dict().values()):
+        assert torch.equal(a, b), name

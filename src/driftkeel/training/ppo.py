@@ -99,13 +99,17 @@ def _rounds(ckpt_dir: Path) -> list[Path]:
     return sorted(p for p in ckpt_dir.glob("round-*") if p.is_dir())
 
 
+# a round's policy / value: one safetensors file, or shards listed in an index (save_pretrained shards
+# models above its max_shard_size), or LoRA adapters
+_ROUND_WEIGHTS = ("model.safetensors", "model.safetensors.index.json", "adapter_model.safetensors")
+
+
 def _round_complete(path: Path) -> bool:
     try:
         state = json.loads((path / "state.json").read_text(encoding="utf-8"))
     except (OSError, ValueError):
         return False
-    weights = all(any((path / part / w).is_file() for w in ("model.safetensors", "adapter_model.safetensors"))
-                  for part in ("policy", "value"))
+    weights = all(any((path / part / w).is_file() for w in _ROUND_WEIGHTS) for part in ("policy", "value"))
     return isinstance(state.get("global_step"), int) and (path / "state.pt").is_file() and weights
 
 
@@ -137,7 +141,14 @@ def _load_weights(model, path: Path) -> None:
 
         set_peft_model_state_dict(model, load_file(str(path / "adapter_model.safetensors")))
         return
-    model.load_state_dict(load_file(str(path / "model.safetensors")), strict=False)
+    index = path / "model.safetensors.index.json"
+    if index.is_file():  # sharded: every shard the index names
+        state = {}
+        for shard in sorted(set(json.loads(index.read_text(encoding="utf-8"))["weight_map"].values())):
+            state.update(load_file(str(path / shard)))
+    else:
+        state = load_file(str(path / "model.safetensors"))
+    model.load_state_dict(state, strict=False)
 
 
 @contextlib.contextmanager
