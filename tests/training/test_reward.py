@@ -197,3 +197,30 @@ def test_reward_ensemble_members_manifest_and_calibration(reward_run):
     a1, _ = M.load_reward_model(reward_run["member_dirs"][1])
     assert not torch.equal(a0.score.weight, a1.score.weight)
     assert 0.0 <= m["ensemble_eval_accuracy"] <= 1.0 and m["ensemble_mean_std"] > 0
+
+
+@pytest.mark.slow
+def test_members_without_held_out_pairs_are_centred_on_training_pairs(sft_run, tmp_path):
+    """mix.eval_fraction 0: no held-out pairs. Each member's scores were left at their own arbitrary
+    offset, so the ensemble std (the conservative reward's penalty) measured offsets, not disagreement.
+    Now each member is centred on a seeded training sample (temperature stays 1: no held-out fit)."""
+    from training_task import COMMON
+
+    from driftkeel.training.ensemble import RewardEnsemble
+    from driftkeel.training.reward import get_calibration, score_pairs, train_reward
+
+    params = REWARD.model_copy(update={"ensemble_size": 2})
+    res = train_reward(PAIRS[::2], [], sft_run["model_dir"], tmp_path / "r", COMMON, params)
+    for k, (d, m) in enumerate(zip(res["member_dirs"], res["members"])):
+        rm, tok = M.load_reward_model(d)
+        temperature, offset = get_calibration(rm)
+        assert temperature == 1.0 and m["calibrated_on"] == "training sample (offset only)" and offset != 0.0
+        if k == 0:   # member 0 trains on all the pairs (< OFFSET_SAMPLE): its offset is their mean score
+            c, r = score_pairs((rm, tok), PAIRS[::2])
+            assert offset == pytest.approx(float(np.mean(np.concatenate([c, r]))), abs=1e-6)
+    ens = RewardEnsemble(res["member_dirs"])
+    prompts = [p["prompt"] for p in PAIRS[::2]] * 2
+    responses = [p["chosen"] for p in PAIRS[::2]] + [p["rejected"] for p in PAIRS[::2]]
+    z = ens.standardised(prompts, responses)
+    # every member centred on the training data (member 1 on its bootstrap sample of it)
+    assert (np.abs(z.mean(axis=1)) < 0.5 * z.std(axis=1)).all()

@@ -205,6 +205,9 @@ def get_calibration(model) -> tuple[float, float]:
     return float(rec.get("temperature", 1.0)), float(rec.get("reward_offset", 0.0))
 
 
+OFFSET_SAMPLE = 256   # training pairs that centre a member's scores when there are no held-out pairs
+
+
 def train_reward_member(train_pairs: Sequence[dict], calib_pairs: Sequence[dict], init_path: str | Path,
                         model_dir: str | Path, ckpt_dir: str | Path, common: CommonParams,
                         params: RewardParams, seed: int, keep_checkpoints: bool = False) -> dict:
@@ -274,6 +277,13 @@ def train_reward_member(train_pairs: Sequence[dict], calib_pairs: Sequence[dict]
         offset = float(np.mean(np.concatenate([c, r])))
         calib = {"calibration_ece_raw": expected_calibration_error(preference_probability(c - r)),
                  "calibration_ece": expected_calibration_error(preference_probability(c - r, temperature))}
+    else:  # no held-out pairs (mix.eval_fraction 0): centre on a seeded training sample, temperature 1
+        # (fitted in-sample it would be over-confident). Without a centre every member kept its own
+        # arbitrary offset and the ensemble std measured those offsets, not disagreement.
+        idx = np.random.default_rng(seed).permutation(len(train_pairs))[:OFFSET_SAMPLE]
+        tc, tr = score_pairs((trained, tokenizer), [train_pairs[i] for i in sorted(idx)])
+        offset = float(np.mean(np.concatenate([tc, tr])))
+        print(f"reward: no held-out pairs: member offset from {len(idx)} training pairs, temperature 1")
     set_calibration(trained, temperature, offset)
     save_model(trained, tokenizer, model_dir, state_dict=full)
     if not keep_checkpoints:
@@ -294,6 +304,7 @@ def train_reward_member(train_pairs: Sequence[dict], calib_pairs: Sequence[dict]
         "eval_loss": preference_nll(c - r) if calib_pairs else float("nan"),
         "temperature": temperature,
         "reward_offset": offset,
+        "calibrated_on": "held-out pairs" if calib_pairs else "training sample (offset only)",
         **calib,
         "params_changed_fraction": changed_fraction(before, trained),
         "routing_heads": len(domains) if len(domains) > 1 else 1,
