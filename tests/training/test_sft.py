@@ -42,3 +42,16 @@ def test_sft_from_a_local_model_path(tmp_path):
     assert ttok.get_vocab() == tok.get_vocab()  # the saved tokenizer was used, not a new one
     assert res["metrics"]["steps"] == 4 and res["metrics"]["params_changed_fraction"] > 0.9
     assert M.changed_fraction(before, tuned) > 0.9
+
+
+def test_token_budgets_longer_than_the_model_are_refused_before_training(tmp_path):
+    """tiny_model.n_positions below <bos> + max_prompt_tokens + max_response_tokens + <eos> crashed mid-run
+    (an index error in the position table); now a clear error names the params, before any training."""
+    from training_task import COMMON, DEMOS, SFT, TEXTS
+
+    from driftkeel.training.sft import train_sft
+
+    short = COMMON.model_copy(update={"tiny_model": COMMON.tiny_model.model_copy(update={"n_positions": 40})})
+    with pytest.raises(ValueError, match=r"common.tiny_model.n_positions allows 40 positions.*= 46"):
+        train_sft(DEMOS, TEXTS, tmp_path / "sft", short, SFT)
+    assert not (tmp_path / "sft" / "model").exists()

@@ -35,8 +35,25 @@ def build_policy(tokenizer_texts: list[str], common: CommonParams, model_name_or
     """(model, tokenizer): the tiny default built from scratch, or a pretrained causal LM."""
     if model_name_or_path == TINY:
         tokenizer = train_tokenizer(tokenizer_texts, common.tiny_model.vocab_size)
-        return build_tiny_causal_lm(tokenizer, common.tiny_model), tokenizer
-    return load_causal_lm(model_name_or_path)
+        model = build_tiny_causal_lm(tokenizer, common.tiny_model)
+    else:
+        model, tokenizer = load_causal_lm(model_name_or_path)
+    check_positions(model, common, "common.tiny_model.n_positions" if model_name_or_path == TINY
+                    else f"the model {model_name_or_path}")
+    return model, tokenizer
+
+
+def check_positions(model, common: CommonParams, what: str) -> None:
+    """Refuse, before any training, a model whose position table is shorter than the longest sequence
+    the token budgets allow (<bos> + max_prompt_tokens + max_response_tokens + <eos>): it would fail
+    mid-run with an index error, or (rotary models) run beyond the length it was trained for."""
+    need = common.max_prompt_tokens + common.max_response_tokens + 2
+    cfg = model.config
+    have = getattr(cfg, "n_positions", None) or getattr(cfg, "max_position_embeddings", None)
+    if have is not None and have < need:
+        raise ValueError(f"{what} allows {have} positions, but common.max_prompt_tokens "
+                         f"({common.max_prompt_tokens}) + common.max_response_tokens "
+                         f"({common.max_response_tokens}) + 2 = {need}: raise the one or lower the others")
 
 
 def train_sft(demos: list[dict], tokenizer_texts: list[str], out_dir: str | Path, common: CommonParams,
