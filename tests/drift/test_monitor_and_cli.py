@@ -111,6 +111,8 @@ def test_drift_check_two_windows(embedder, tmp_path):
     ([{"prompt": f"How do I go about {OLD[i % 8]} #{i}"} for i in range(10)], "below min_window"),
     ([{"prompt": 3}, {"prompt": None}, {"prompt": ["x"]}, {"prompt": "  "}] * 15, "empty window"),
     ([{"prompt": "the very same prompt"}] * 60, "below min_window"),     # one distinct prompt
+    ([{"prompt": 3, "response_a": "x y", "response_b": "y z"}] * 30, "empty window"),   # crashed (pandas 3)
+    ([{"prompt": None, "response_a": "x", "response_b": "y"}] * 30, "empty window"),
 ])
 def test_bad_current_windows_give_insufficient_data_not_an_alarm(embedder, current, why):
     ref = [{"prompt": f"How do I go about {OLD[i % 8]} #{i}"} for i in range(60)]
@@ -124,3 +126,61 @@ def test_identical_prompts_with_distinct_ids_are_insufficient_too(embedder):
     same = [{"prompt": "the very same prompt", "prompt_id": str(i)} for i in range(60)]
     rep = drift_check(ref, same, DriftParams(min_window=20, n_permutations=99), embedder=embedder)
     assert rep["status"] == "insufficient data" and "identical" in rep["tests"][0]["reason"]
+
+
+def _pairs(n, rng, vocab, pid=""):
+    return [{"prompt": " ".join(rng.choice(vocab, 12)), "prompt_id": f"{pid}{i}",
+             "response_a": " ".join(rng.choice(vocab[:40], 4)), "response_b": " ".join(rng.choice(vocab[:40], 4)),
+             "label": str(rng.choice(["a", "b"]))} for i in range(n)]
+
+
+def test_reward_tests_use_one_value_per_pair_and_count_pairs_for_min_window():
+    """A pair's two responses share its prompt, so their scores are correlated: tested as 2n independent
+    values, reward_score_ks alarmed 16% of the time at alpha 0.05 under no drift (same generator). One
+    value per pair now (4% in the same check). And a current window of 3 pairs with min_window 5 ran the
+    response-level tests on its 6 responses (and could alarm)."""
+    from driftkeel.drift.window import reward_tests, window_from_rows
+
+    emb = Embedder(cache_path=None, backend=HASHING)
+    rng = np.random.default_rng(0)
+    vocab = np.array([f"w{i}" for i in range(300)])
+    ref, cur = window_from_rows(_pairs(80, rng, vocab, "r")), window_from_rows(_pairs(30, rng, vocab, "c"))
+    tests = {t["test"]: t for t in reward_tests(ref, cur, DriftParams(min_window=5), emb, seed=0)}
+    assert tests["reward_score_ks"]["n_current"] == 30 == tests["reward_ensemble_disagreement"]["n_current"]
+    n_held = tests["reward_margin_ks"]["n_reference"]
+    assert tests["reward_score_ks"]["n_reference"] == n_held == tests["reward_ensemble_disagreement"]["n_reference"]
+    small = window_from_rows(_pairs(3, rng, vocab, "s"))
+    assert all(t["status"] == "insufficient data"
+               for t in reward_tests(ref, small, DriftParams(min_window=5), emb, seed=0))
+    rep = drift_check(_pairs(80, rng, vocab, "r"), _pairs(3, rng, vocab, "s"), DriftParams(min_window=5),
+                      embedder=emb)
+    assert rep["status"] == "insufficient data" and rep["decision"]["action"] == "none"
+    assert all(t["status"] == "insufficient data" for t in rep["tests"] if t["signal"] in ("output", "reward"))
+
+
+def test_reward_scores_given_per_pair_are_one_value_per_pair():
+    from driftkeel.drift.window import window_from_rows
+
+    w = window_from_rows([{"prompt": "p", "reward_a": 1.0, "reward_b": 3.0, "label": "a"}] * 4)
+    assert w.user_reward.tolist() == [2.0] * 4 and w.user_margin.tolist() == [-2.0] * 4
+
+
+def test_perplexity_of_a_text_with_no_scored_token_is_nan_not_one(tmp_path):
+    """Without a bos token the first token is never scored: a one-token text had mask 0 -> exp(0) = 1.0,
+    a "perfect" perplexity that entered the KS test."""
+    import torch
+    from tokenizers import Tokenizer, models, pre_tokenizers
+    from transformers import GPT2Config, GPT2LMHeadModel, PreTrainedTokenizerFast
+
+    from driftkeel.drift.perplexity import perplexities
+
+    vocab = {"<pad>": 0, "</s>": 1, "<unk>": 2, **{w: i + 3 for i, w in enumerate("hello world how are you".split())}}
+    tk = Tokenizer(models.WordLevel(vocab, unk_token="<unk>"))
+    tk.pre_tokenizer = pre_tokenizers.Whitespace()
+    tok = PreTrainedTokenizerFast(tokenizer_object=tk, eos_token="</s>", pad_token="<pad>", unk_token="<unk>")
+    torch.manual_seed(0)
+    GPT2LMHeadModel(GPT2Config(vocab_size=len(vocab), n_positions=32, n_embd=16, n_layer=1, n_head=2)
+                    ).save_pretrained(tmp_path)
+    tok.save_pretrained(tmp_path)
+    ppl = perplexities(tmp_path, ["hello", "hello world how are you"])
+    assert np.isnan(ppl[0]) and np.isfinite(ppl[1]) and ppl[1] > 1.0

@@ -149,7 +149,7 @@ def reward_score_drift(ref_scores, cur_scores, *, min_window: int, test: str = "
 
 def reward_disagreement_drift(ref_spread, cur_spread, *, min_window: int) -> dict:
     """Do the reward ensemble's members disagree more on the current window? One-sided Mann-Whitney
-    on the per-response standard deviation of the members' scores."""
+    on the standard deviation of the members' scores (one value per pair: the mean over its two responses)."""
     test = "reward_ensemble_disagreement"
     ref = np.asarray(ref_spread, dtype=float)
     cur = np.asarray(cur_spread, dtype=float)

@@ -31,8 +31,11 @@ def perplexities(model_dir: str | Path, texts: list[str], batch_size: int = 16, 
             target = enc["input_ids"][:, 1:]
             mask = enc["attention_mask"][:, 1:].float()
             nll = torch.nn.functional.cross_entropy(logits.transpose(1, 2), target, reduction="none")
-            per = (nll * mask).sum(1) / mask.sum(1).clamp(min=1)
-            out[s:s + len(per)] = torch.exp(per).numpy()
+            scored = mask.sum(1)
+            per = (nll * mask).sum(1) / scored.clamp(min=1)
+            # a text with no scored token (one token, and a tokenizer that adds no bos): no perplexity,
+            # not exp(0) = 1 (a "perfect" value the KS test would take)
+            out[s:s + len(per)] = torch.where(scored > 0, torch.exp(per), torch.full_like(per, float("nan"))).numpy()
     return out
 
 

@@ -43,7 +43,7 @@ class Window:
     comparisons: pd.DataFrame = field(default_factory=pd.DataFrame)   # rows with prompt + both responses
     responses: list[str] = field(default_factory=list)
     agreement: np.ndarray = field(default_factory=lambda: np.zeros(0))
-    user_reward: np.ndarray | None = None                  # per response, when given
+    user_reward: np.ndarray | None = None                  # per row (`reward`), or per pair: mean of reward_a, reward_b
     user_margin: np.ndarray | None = None                  # chosen - rejected, when given with labels
     perplexity: np.ndarray = field(default_factory=lambda: np.zeros(0))
 
@@ -58,7 +58,7 @@ def window_from_rows(rows: pd.DataFrame | list[dict]) -> Window:
     if "prompt" not in df.columns:
         w.n_without_text = len(df)
         return w
-    ok = df["prompt"].map(_is_text)
+    ok = df["prompt"].map(_is_text).astype(bool)     # astype: an empty map is str-typed under pandas 3
     w.n_without_text = int((~ok).sum())
     df = df[ok].copy()
     if "prompt_id" in df.columns:   # a row without an id is identified by its text (not all by "nan")
@@ -73,7 +73,7 @@ def window_from_rows(rows: pd.DataFrame | list[dict]) -> Window:
     resp_cols = [c for c in ("response", "response_a", "response_b") if c in df.columns]
     w.responses = [r for c in resp_cols for r in df[c].tolist() if _is_text(r)]
     if {"response_a", "response_b"} <= set(df.columns):
-        both = df["response_a"].map(_is_text) & df["response_b"].map(_is_text)
+        both = df["response_a"].map(_is_text).astype(bool) & df["response_b"].map(_is_text).astype(bool)
         w.comparisons = df[both].reset_index(drop=True)
     if "agreement" in df.columns:
         w.agreement = pd.to_numeric(df["agreement"], errors="coerce").to_numpy(float)
@@ -82,7 +82,7 @@ def window_from_rows(rows: pd.DataFrame | list[dict]) -> Window:
     elif {"reward_a", "reward_b"} <= set(df.columns):
         ra = pd.to_numeric(df["reward_a"], errors="coerce").to_numpy(float)
         rb = pd.to_numeric(df["reward_b"], errors="coerce").to_numpy(float)
-        w.user_reward = np.concatenate([ra, rb])
+        w.user_reward = (ra + rb) / 2     # one value per pair: a pair's two scores share its prompt
         if "label" in df.columns:
             lab = df["label"].to_numpy()
             m = np.where(lab == "a", ra - rb, np.where(lab == "b", rb - ra, np.nan))
@@ -130,7 +130,7 @@ def reward_tests(ref: Window, cur: Window, params: DriftParams, pair_embedder: E
     from driftkeel.active.surrogate import BradleyTerrySurrogate
 
     rl, cl = _labelled(ref.comparisons), _labelled(cur.comparisons)
-    if len(rl) < 2 * mw or len(cl) == 0 or rl["label"].nunique() < 2:
+    if len(rl) < 2 * mw or len(cl) < mw or rl["label"].nunique() < 2:
         why = (f"needs reward scores (reward / reward_a, reward_b) or at least {2 * mw} labelled reference pairs "
                f"and labelled current pairs (reference {len(rl)}, current {len(cl)})")
         return [det.insufficient(t, "reward", why, len(rl), len(cl)) for t in names]
@@ -149,13 +149,15 @@ def reward_tests(ref: Window, cur: Window, params: DriftParams, pair_embedder: E
 
     def scores(Ea, Eb):
         sa, sb = Ea @ W.T, Eb @ W.T                                   # (n, members)
-        return sa.mean(axis=1), sb.mean(axis=1), np.concatenate([sa.std(axis=1), sb.std(axis=1)])
+        # spread: one value per pair (the two responses of a pair share its prompt, so their values are
+        # correlated: treated as independent, the tests alarmed ~3x too often under no drift)
+        return sa.mean(axis=1), sb.mean(axis=1), (sa.std(axis=1) + sb.std(axis=1)) / 2
 
     ha, hb, h_spread = scores(Ra[hold], Rb[hold])
     qa, qb, q_spread = scores(Ca, Cb)
     hy = ry[hold]
     h_margin, q_margin = np.where(hy == 1, ha - hb, hb - ha), np.where(cy == 1, qa - qb, qb - qa)
-    out = [fb.reward_score_drift(np.concatenate([ha, hb]), np.concatenate([qa, qb]), min_window=mw),
+    out = [fb.reward_score_drift((ha + hb) / 2, (qa + qb) / 2, min_window=mw),      # per pair, as the spread
            fb.reward_score_drift(h_margin, q_margin, min_window=mw, test="reward_margin_ks", what="reward margins")]
     if params.reward_ensemble > 1:
         out.append(fb.reward_disagreement_drift(h_spread, q_spread, min_window=mw))
@@ -209,12 +211,14 @@ def check_windows(ref: Window, cur: Window, params: DriftParams, embedder: Embed
                                   topics=params.topics > 0, n_topics=max(params.topics, 2)))
     # outputs
     if ref.responses or cur.responses:
-        tests.append(det.output_text_drift(ref.responses, cur.responses, min_window=mw))
+        # min_window counts rows (pairs), not responses: a pair brings two
+        mw_out = mw * (2 if not (ref.comparisons.empty and cur.comparisons.empty) else 1)
+        tests.append(det.output_text_drift(ref.responses, cur.responses, min_window=mw_out))
         if params.output_features != "none" and output_embedder is not None:
             rr = [ref.responses[i] for i in det.subsample_index(len(ref.responses), mx, seed + 2)]
             cr = [cur.responses[i] for i in det.subsample_index(len(cur.responses), mx, seed + 3)]
             tests.append(det.output_embedding_drift(
-                output_embedder.encode(rr), output_embedder.encode(cr), min_window=mw, max_window=mx,
+                output_embedder.encode(rr), output_embedder.encode(cr), min_window=mw_out, max_window=mx,
                 n_permutations=effective_permutations(params.n_permutations, params.alpha, 2 * S), seed=seed + 4,
                 alpha=params.alpha))
     else:
