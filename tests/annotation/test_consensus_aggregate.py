@@ -219,6 +219,31 @@ def test_perfect_annotators_get_a_point_weight_interval_not_zero():
         assert res.metrics["n_annotators_low_weight"] == 0 and not ann["flags"].str.contains("low_weight").any()
 
 
+def test_annotators_whose_kappa_is_undefined_are_neither_zeroed_nor_flagged():
+    """Every truth and every label 'a' (3 of 6 golden): chance accuracy is 1, so (acc - chance) / (1 - chance)
+    is undefined -- the data cannot tell a perfect annotator from one who ignores the item. They came out
+    weight 0 and flagged low_weight. Now: the median weight of annotators with a defined kappa (1 if none),
+    an interval over [0, 1], no flag."""
+    spec = [(f"c{i}", 0, a, "a", None, f"c{i}") for i in range(6) for a in "xyz"]
+    gold = {f"c{i}": "a" for i in range(3)}
+    rows = _rows(spec)
+    rows.loc[rows["comparison_id"].isin(gold), "is_golden"] = True
+    for method in ("dawid_skene", "majority", "weighted"):
+        res = aggregate_judgements(rows, gold, AggregateParams(method=method, bootstrap_samples=0))
+        ann = res.annotators.set_index("annotator_id")
+        assert ann["weight"].tolist() == [1.0, 1.0, 1.0], method
+        assert ann["weight_ci_low"].tolist() == [0.0] * 3 and ann["weight_ci_high"].tolist() == [1.0] * 3
+        assert res.metrics["n_annotators_zero_weight"] == 0 and res.metrics["n_annotators_low_weight"] == 0
+    # beside annotators with a defined kappa, an undefined one gets their median weight
+    spec2 = [(f"d{i}", 0, a, "ab"[i % 2], None, f"d{i}") for i in range(8) for a in "uv"]
+    spec2 += [(f"d{i}", 0, "w", "ab"[i % 2] if i < 6 else "ba"[i % 2], None, f"d{i}") for i in range(8)]
+    spec2 += [(f"d{i}", 0, "k", "a", None, f"d{i}") for i in range(0, 8, 2)]     # k judges only true-a items
+    res = aggregate_judgements(_rows(spec2), {}, AggregateParams(method="majority", bootstrap_samples=0))
+    ann = res.annotators.set_index("annotator_id")
+    assert ann.loc["k", "weight"] == pytest.approx(float(np.median(ann.loc[["u", "v", "w"], "weight"])))
+    assert "low_weight" not in ann.loc["k", "flags"]
+
+
 def test_time_order_reads_utc_offsets_not_the_strings():
     """cA (batch 0) was judged at 2026-01-02T00:00Z, written with a +09:00 offset, which sorts after cB's
     05:00Z as a string; cB (batch 1) re-annotates the same pair later and flips it. The flip belongs to

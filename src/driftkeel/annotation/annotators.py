@@ -134,6 +134,18 @@ def annotator_table(judgements: pd.DataFrame, consensus: pd.DataFrame, gold: Map
         out["weight_sd"] = np.where(chance < 1, out["accuracy_sd"] / (1 - chance), 0.0) * speed
     out["weight_ci_low"] = _kappa(_beta_ppf(lo_q, a, b), chance) * speed
     out["weight_ci_high"] = _kappa(_beta_ppf(hi_q, a, b), chance) * speed
+    # chance ~ 1 (every item's truth and every label of the annotator the same class): the kappa is
+    # undefined -- such data cannot tell a perfect annotator from one who ignores the item. Neither
+    # informative nor a spammer: the median weight of the annotators whose kappa is defined (1 if none),
+    # an interval over [0, 1], no low_weight flag. (It came out 0 and flagged, for perfect annotators.)
+    undefined = 1.0 - chance < 1e-9
+    if undefined.any():
+        known = out["weight"].to_numpy(float)[~undefined]
+        neutral = float(np.median(known)) if len(known) else 1.0
+        out.loc[undefined, "weight"] = neutral * speed[undefined]
+        out.loc[undefined, "weight_sd"] = np.nan
+        out.loc[undefined, "weight_ci_low"] = 0.0
+        out.loc[undefined, "weight_ci_high"] = speed[undefined]
 
     # experts: agreement with settled expert labels (the experts' own rows excluded)
     exp = j[j["comparison_id"].isin(list(expert_labels or {})) & ~j["annotator_id"].isin(experts)]
