@@ -244,6 +244,37 @@ def test_annotators_whose_kappa_is_undefined_are_neither_zeroed_nor_flagged():
     assert "low_weight" not in ann.loc["k", "flags"]
 
 
+def _audit_implies(res, cid):
+    ev = res.audit[res.audit["comparison_id"] == cid][["evidence_a", "evidence_b", "evidence_tie"]].sum()
+    return ev.idxmax().replace("evidence_", ""), float(ev.sum())
+
+
+def test_audit_evidence_is_what_decided_the_consensus():
+    """majority: fast judgements count fast_judgement_weight in the consensus (as documented), as the audit
+    says (the consensus counted them fully: two fast 'b' beat one slow 'a' while the audit summed to 'a').
+    weighted: a comparison whose weighted votes are all zero is decided by one vote each; the audit showed
+    zero evidence for it."""
+    spec = [("c1", 0, "x", "a", None, "c1"), ("c1", 0, "y", "b", None, "c1"), ("c1", 0, "z", "b", None, "c1")]
+    spec += [(f"c{i}", 0, a, "a", None, f"c{i}") for i in range(2, 8) for a in "xyz"]
+    rows = _rows(spec)
+    rows.loc[rows["comparison_id"].eq("c1") & rows["annotator_id"].isin(["y", "z"]), "response_time_s"] = 1.0
+    for method in ("majority", "weighted"):
+        res = aggregate_judgements(rows, {}, AggregateParams(method=method, bootstrap_samples=0,
+                                                             fast_judgement_weight=0.2))
+        label = res.consensus.set_index("comparison_id").loc["c1", "label"]
+        assert _audit_implies(res, "c1")[0] == label, method
+        if method == "majority":
+            assert label == "a"                                        # 1 slow vote > 2 x 0.2 fast votes
+            assert (res.audit["annotator_weight"] == 1.0).all()      # one vote each, whatever the calibration
+    spec = [(f"d{i}", 0, a, "ab"[i % 2], None, f"d{i}") for i in range(12) for a in "xyz"]
+    spec += [(f"d{i}", 0, "adv", "ba"[i % 2], None, f"d{i}") for i in range(12)]
+    spec += [("solo", 0, "adv", "a", None, "solo")]
+    res = aggregate_judgements(_rows(spec), {}, AggregateParams(method="weighted", bootstrap_samples=0))
+    assert res.annotators.set_index("annotator_id").loc["adv", "weight"] == 0.0
+    assert res.consensus.set_index("comparison_id").loc["solo", "label"] == "a"
+    assert _audit_implies(res, "solo") == ("a", 1.0)
+
+
 def test_time_order_reads_utc_offsets_not_the_strings():
     """cA (batch 0) was judged at 2026-01-02T00:00Z, written with a +09:00 offset, which sorts after cB's
     05:00Z as a string; cB (batch 1) re-annotates the same pair later and flips it. The flip belongs to

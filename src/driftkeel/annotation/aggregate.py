@@ -143,7 +143,9 @@ def aggregate_judgements(judgements: pd.DataFrame, gold: Mapping[str, str], para
                    "ds_temperature": res.temperature,
                    **{f"ds_class_prior_{lab}": float(p) for lab, p in zip(LABELS, res.fit.class_prior)}}
     else:
-        cons = consensus(judgements, gold, pseudocount=params.confidence_pseudocount)
+        # fast judgements count fast_judgement_weight in every method (module docstring), majority too
+        cons = consensus(judgements, gold, pseudocount=params.confidence_pseudocount,
+                         judgement_weight=jw if params.method == "majority" else None)
         if params.method == "weighted":
             first = annotator_table(judgements, cons, gold, **calib)
             used_weights = pd.Series(first["weight"].to_numpy(), index=first["annotator_id"])

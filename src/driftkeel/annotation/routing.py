@@ -103,9 +103,14 @@ def audit_trail(judgements: pd.DataFrame, cons: pd.DataFrame, *, method: str, an
     """AUDIT_COLUMNS. `evidence`: judgements x K (DS log-likelihood terms); None: the votes themselves."""
     c = cons.set_index("comparison_id")
     aw = judgements["annotator_id"].map(annotator_weight).astype(float)
+    if method == "majority":    # one vote per annotator: the weight the consensus used, not the calibrated one
+        aw = pd.Series(1.0, index=judgements.index)
     jw = judgement_weight.reindex(judgements.index).astype(float)
     if evidence is None:
-        vote = (aw if method == "weighted" else pd.Series(1.0, index=judgements.index)) * jw
+        vote = (aw * jw).fillna(0.0)
+        # as consensus(): a comparison whose weighted votes are all zero is decided by one vote each
+        total = vote.groupby(judgements["comparison_id"]).transform("sum")
+        vote = vote.where(total > 0, 1.0)
         evidence = np.stack([np.where(judgements["label"] == lab, vote, 0.0) for lab in LABELS], axis=1)
     out = pd.DataFrame({
         "judgement_id": judgements["judgement_id"], "comparison_id": judgements["comparison_id"],
