@@ -51,7 +51,7 @@ EXPECTED_QUARANTINE = {
     (F2, 11): ["duplicate_key:label"],
     (F2, 12): [f"{X}not_match_regex:timestamp"],
     (F2, 13): ["expect_column_value_lengths_to_be_between:prompt"],
-    (F2, 15): [f"{X}be_in_set:label", "comparison_mismatch"],
+    (F2, 15): [f"{X}be_in_set:label"],       # c44's first clean row (line 16) comes after it: no mismatch
     (F2, 17): ["comparison_mismatch"],
     (F2, 18): [f"{X}not_match_regex:policy_version"],
     (F2, 19): ["expect_column_value_lengths_to_be_between:prompt_id"],
@@ -101,7 +101,7 @@ def test_reason_counts_in_metrics(result):
     assert m["quarantine_expect_column_values_to_be_dateutil_parseable:timestamp"] == 2
     assert m["quarantine_coerce_type:batch"] == 2
     assert (m["quarantine_invalid_utf8"], m["quarantine_malformed_json"], m["quarantine_not_a_json_object"]) == (1, 2, 2)
-    assert m["quarantine_comparison_mismatch"] == 3 and m["quarantine_timestamp_in_future"] == 1
+    assert m["quarantine_comparison_mismatch"] == 2 and m["quarantine_timestamp_in_future"] == 1
     assert m["quarantine_expect_compound_columns_to_be_unique:comparison_id/annotator_id"] == 1
     # stable keys: reasons that did not occur are reported as 0
     assert m["quarantine_expect_column_value_lengths_to_be_between:response_b"] == 0
@@ -155,3 +155,25 @@ def test_no_files_and_unreadable_only(tmp_path):
     assert [q["reasons"] for q in res.quarantine] == [["malformed_json"], ["invalid_utf8"]]
     assert res.batches.to_dict("records") == [{"batch": 4, "rows_in": 2, "rows_clean": 0, "rows_quarantined": 2}]
     assert res.metrics["rows_blank"] == 1
+
+
+def test_a_later_file_never_changes_an_earlier_quarantine_record(tmp_path):
+    """The first clean judgement of a comparison defines its content for the rows after it. A row of an
+    earlier file, already quarantined (unknown annotator), gained comparison_mismatch when a later file
+    brought the first clean row: quarantine.jsonl is meant to be append-only."""
+    from datetime import datetime, timezone
+
+    def rec(k, ann, ts, response_a):
+        return json.dumps({"judgement_id": f"j{k}", "comparison_id": "c1", "batch": 0, "timestamp": ts,
+                           "prompt_id": "p1", "prompt": "prompt text", "response_a": response_a,
+                           "response_b": "B", "policy_version": "v1", "annotator_id": ann, "label": "a",
+                           "response_time_s": 5.0, "is_golden": False}) + "\n"
+    f0, f1 = tmp_path / "batch_000.jsonl", tmp_path / "batch_001.jsonl"
+    f0.write_text(rec(1, "stranger", "2026-01-01T00:00:00Z", "X"))
+    f1.write_text(rec(2, "x", "2026-01-02T00:00:00Z", "Y") + rec(3, "y", "2026-01-02T00:00:01Z", "Z"))
+    now = datetime(2026, 6, 1, tzinfo=timezone.utc)
+    first = validate_stream([f0], {}, {"x", "y"}, ValidateParams(), now=now)
+    both = validate_stream([f0, f1], {}, {"x", "y"}, ValidateParams(), now=now)
+    assert [q["reasons"] for q in both.quarantine][:1] == [q["reasons"] for q in first.quarantine]
+    assert [q["quarantine_id"] for q in both.quarantine][:1] == [q["quarantine_id"] for q in first.quarantine]
+    assert "comparison_mismatch" in both.quarantine[1]["reasons"]       # j3 differs from the clean j2 before it

@@ -13,7 +13,7 @@ Pipeline of one call to :func:`validate_stream`:
    ``timestamp_out_of_order`` (earlier than every clean row of the previous stream file: it cannot
    belong to this time window; rows out of order *within* a file are normal and kept),
    ``comparison_mismatch`` (a judgement whose prompt_id / prompt / responses differ from those of the
-   first clean judgement of the same ``comparison_id``);
+   first clean judgement of the same ``comparison_id``, for the rows after that one);
 4. a row with no reason is clean; every other row is quarantined with all its reasons.
 
 Duplicate ``judgement_id`` (and a second judgement of one comparison by one annotator): the first
@@ -163,14 +163,16 @@ def _cross_row_checks(obj_rows: list[RawRow], frame: pd.DataFrame, params: "Vali
         clean = [stamps[i] for i in by_file[fi] if not obj_rows[i].reasons and stamps[i] is not None]
         if clean:
             floor = min(clean)
-    # comparison mismatch: the first clean judgement of a comparison defines its content
-    reference: dict[str, tuple] = {}
-    for row in obj_rows:
+    # comparison mismatch: the first clean judgement of a comparison defines its content, for the rows
+    # AFTER it (file, then line order): a later file never changes an earlier row's quarantine record
+    reference: dict[str, tuple[int, tuple]] = {}
+    for i, row in enumerate(obj_rows):
         if not row.reasons:
-            reference.setdefault(row.record["comparison_id"], tuple(row.record[c] for c in COMPARISON_CONTENT))
-    for row in obj_rows:
+            reference.setdefault(row.record["comparison_id"],
+                                 (i, tuple(row.record[c] for c in COMPARISON_CONTENT)))
+    for i, row in enumerate(obj_rows):
         ref = reference.get(row.record["comparison_id"])
-        if ref is not None and tuple(row.record[c] for c in COMPARISON_CONTENT) != ref:
+        if ref is not None and i > ref[0] and tuple(row.record[c] for c in COMPARISON_CONTENT) != ref[1]:
             row.reasons.append(MISMATCH)
 
 
