@@ -32,8 +32,11 @@ def main() -> dict:
     clean_path = st.outputs / "validate" / "clean.parquet"
     if not clean_path.exists():
         raise SystemExit(f"aggregate: {clean_path} not found; run `python -m pipelines.validate` first")
-    res = aggregate_judgements(pd.read_parquet(clean_path), read_golden(st.data / "golden.jsonl"), st.params,
-                               seed=st.common.seed)
+    try:
+        res = aggregate_judgements(pd.read_parquet(clean_path), read_golden(st.data / "golden.jsonl"), st.params,
+                                   seed=st.common.seed)
+    except ValueError as exc:   # e.g. no clean judgements: a message, not a traceback
+        raise SystemExit(f"aggregate: {exc}") from None
 
     out = st.out
     clean_batches = int(pd.read_parquet(clean_path, columns=["batch"])["batch"].nunique())

@@ -40,7 +40,10 @@ def main() -> dict:
     m = res.metrics
     print(f"validate: {m['rows_in']} rows in, {m['rows_clean']} clean, {m['rows_quarantined']} quarantined, "
           f"{m['rows_blank']} blank lines skipped -> {out}")
-    share = m["rows_quarantined"] / m["rows_in"] if m["rows_in"] else 1.0
+    if not m["rows_in"]:
+        raise SystemExit(f"validate: the stream files hold no rows (only blank lines: {m['rows_blank']}); "
+                         f"nothing to validate in {st.data / 'stream'}")
+    share = m["rows_quarantined"] / m["rows_in"]
     if share > st.params.max_quarantine_fraction:
         raise SystemExit(f"validate: {share:.1%} of rows quarantined (> validate.max_quarantine_fraction="
                          f"{st.params.max_quarantine_fraction}); see {out / 'quarantine.jsonl'}")

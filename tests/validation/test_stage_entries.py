@@ -115,3 +115,22 @@ def test_validate_fails_when_too_much_is_quarantined_but_writes_outputs(project)
         _run("validate")
     m = read_json(project / "outputs" / "validate" / "metrics.json")
     assert (m["rows_in"], m["rows_clean"], m["rows_quarantined"]) == (49, 9, 40)
+
+
+def test_blank_stream_and_nothing_clean_are_clear_messages(project):
+    """Stream files holding only blank lines: 'no rows' (was '100.0% of rows quarantined'); a stream whose
+    every row is quarantined, with the limit raised: aggregate says there is nothing clean (was a
+    ValueError traceback)."""
+    stream = project / "data" / "stream"
+    for f in stream.glob("batch_*.jsonl"):
+        f.write_text("\n  \n")
+    with pytest.raises(SystemExit, match="hold no rows"):
+        _run("validate")
+    for f in stream.glob("batch_*.jsonl"):
+        f.write_text("not json\n")
+    params = yaml.safe_load((project / "params.yaml").read_text())
+    params.setdefault("validate", {})["max_quarantine_fraction"] = 1.0
+    (project / "params.yaml").write_text(yaml.safe_dump(params))
+    _run("validate")
+    with pytest.raises(SystemExit, match="aggregate: no clean judgements"):
+        _run("aggregate")
