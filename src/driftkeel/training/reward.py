@@ -304,7 +304,7 @@ def train_reward_member(train_pairs: Sequence[dict], calib_pairs: Sequence[dict]
         "eval_loss": preference_nll(c - r) if calib_pairs else float("nan"),
         "temperature": temperature,
         "reward_offset": offset,
-        "calibrated_on": "held-out pairs" if calib_pairs else "training sample (offset only)",
+        "calibrated_on_held_out": 1.0 if calib_pairs else 0.0,   # 0: offset from a training sample, T = 1
         **calib,
         "params_changed_fraction": changed_fraction(before, trained),
         "routing_heads": len(domains) if len(domains) > 1 else 1,
