@@ -298,15 +298,24 @@ def _text_expectations(required: list[str], texts: list[str], ids: list[str]) ->
     return ex
 
 
-def _finish(res: FormatResult, rows: list[_Row], build) -> FormatResult:
-    res.rows_in = len(rows)
+def _sort_rows(res: FormatResult, rows: list[_Row], source_file: str, keep) -> int:
+    """Each row with a reason -> a quarantine record of `res` (naming `source_file`); each other row ->
+    `keep(row)`. Returns the number kept."""
+    kept = 0
     for r in rows:
         if r.reasons:
-            res.quarantine.append({"format": res.format, "source_file": res.source_file, "line_no": r.line_no,
+            res.quarantine.append({"format": res.format, "source_file": source_file, "line_no": r.line_no,
                                    "reasons": list(r.reasons), "message": "; ".join(map(explain, r.reasons)),
                                    "raw": r.raw})
         else:
-            res.rows.append(build(r.record))
+            kept += 1
+            keep(r)
+    return kept
+
+
+def _finish(res: FormatResult, rows: list[_Row], build) -> FormatResult:
+    res.rows_in = len(rows)
+    _sort_rows(res, rows, res.source_file, lambda r: res.rows.append(build(r.record)))
     res.check()
     return res
 
@@ -459,7 +468,6 @@ def load_annotations(folder: str | Path, labels: list[str] | None = None, limit:
 
     # gold.csv: its own rows in / used / quarantined (an unknown gold label or item is a quarantine row)
     judged = {r["item_id"] for r in res.rows}
-    g_used, g_quarantined = 0, 0
     for r in gold_rows:
         rec = r.record
         if not r.reasons and rec.get("gold") not in labels:
@@ -468,21 +476,16 @@ def load_annotations(folder: str | Path, labels: list[str] | None = None, limit:
             r.reasons.append("unknown_gold_item")
         if not r.reasons and rec["item_id"] in res.gold:
             r.reasons.append("duplicate_gold_item")
-        if r.reasons:
-            g_quarantined += 1
-            res.quarantine.append({"format": "annotations", "source_file": str(folder / "gold.csv"),
-                                   "line_no": r.line_no, "reasons": list(r.reasons),
-                                   "message": "; ".join(map(explain, r.reasons)), "raw": r.raw})
-        else:
-            g_used += 1
-            res.gold[rec["item_id"]] = rec["gold"]
+        if not r.reasons:
+            res.gold[rec["item_id"]] = rec["gold"]       # checked row by row: a later duplicate sees it
+    g_used = _sort_rows(res, gold_rows, str(folder / "gold.csv"), lambda r: None)
+    g_quarantined = len(gold_rows) - g_used
     res.rows_in += len(gold_rows)
     res.extra = {"gold_rows_in": len(gold_rows), "gold_rows_used": g_used, "gold_rows_quarantined": g_quarantined}
     res.check()
 
     # items.csv: its own rows in / used / quarantined, like gold.csv (the first valid row of an item is kept)
     item_rows = _read_csv(folder / "items.csv", ("item_id",), None)[0] if (folder / "items.csv").exists() else []
-    i_used, i_quarantined = 0, 0
     for r in item_rows:
         item = r.record.get("item_id")
         if not r.reasons and item is None:
@@ -493,15 +496,11 @@ def load_annotations(folder: str | Path, labels: list[str] | None = None, limit:
             r.reasons.append("unknown_item")
         if not r.reasons and item in res.items:
             r.reasons.append("duplicate_item")
-        if r.reasons:
-            i_quarantined += 1
-            res.quarantine.append({"format": "annotations", "source_file": str(folder / "items.csv"),
-                                   "line_no": r.line_no, "reasons": list(r.reasons),
-                                   "message": "; ".join(map(explain, r.reasons)), "raw": r.raw})
-        else:
-            i_used += 1
+        if not r.reasons:                                # checked row by row: a later duplicate sees it
             res.items[item] = "\n".join(f"{k}: {v}" for k, v in r.record.items()
                                          if k != "item_id" and v and v.strip())
+    i_used = _sort_rows(res, item_rows, str(folder / "items.csv"), lambda r: None)
+    i_quarantined = len(item_rows) - i_used
     res.rows_in += len(item_rows)
     res.extra |= {"items_rows_in": len(item_rows), "items_rows_used": i_used, "items_rows_quarantined": i_quarantined}
     res.check()
