@@ -19,7 +19,6 @@
 """
 from __future__ import annotations
 
-import json
 import re
 from dataclasses import dataclass, field
 
@@ -57,31 +56,10 @@ def read_pool(path, with_lines: bool = False, bad_lines: list | None = None) -> 
     UTF-8 JSON), and with `with_lines` also the file line number of each parsed line (for the
     quarantine). `bad_lines`: a list that gets {"line", "reason", "row"} for each unreadable line
     (reason ``invalid_utf8`` / ``invalid_json``; row = its first 500 characters)."""
-    from driftkeel.validation.reader import iter_lines
+    from driftkeel.validation.reader import read_json_lines
 
-    rows, lines, n_bad = [], [], 0
-    for line_no, data in iter_lines(path):
-        if not data.strip():
-            continue
-        reason = None
-        try:
-            text = data.decode("utf-8")
-        except UnicodeDecodeError:
-            reason, text = "invalid_utf8", data.decode("utf-8", "replace")
-        if reason is None:
-            if not text.strip():
-                continue
-            try:
-                value = json.loads(text)
-            except (ValueError, RecursionError):
-                reason = "invalid_json"
-        if reason is not None:
-            n_bad += 1
-            if bad_lines is not None:
-                bad_lines.append({"line": line_no, "reason": reason, "row": text[:500]})
-            continue
-        rows.append(value)
-        lines.append(line_no)
+    values, bad = read_json_lines(path, bad_lines)
+    rows, lines, n_bad = [v for _, v in values], [n for n, _ in values], sum(bad.values())
     return (rows, n_bad, lines) if with_lines else (rows, n_bad)
 
 

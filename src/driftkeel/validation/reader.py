@@ -193,27 +193,35 @@ def iter_lines(path: str | Path) -> Iterator[tuple[int, bytes]]:
             yield i, line.rstrip(b"\r\n")
 
 
-def read_json_lines(path: str | Path) -> tuple[list[tuple[int, Any]], dict[str, int]]:
+def read_json_lines(path: str | Path, bad_lines: list | None = None
+                    ) -> tuple[list[tuple[int, Any]], dict[str, int]]:
     """Lenient JSONL reading for files that are not the stream (a drift CLI window, the select pool):
     ([(line number, parsed JSON value)] of every non-blank line that is one JSON value, counts of the
     other non-blank lines by reason: ``invalid_utf8``, ``invalid_json``). Values may be any JSON type;
-    the caller decides what a non-object is worth."""
+    the caller decides what a non-object is worth. `bad_lines`: a list that gets {"line", "reason",
+    "row"} for each of those other lines (row = its first 500 characters)."""
     values: list[tuple[int, Any]] = []
     bad = {"invalid_utf8": 0, "invalid_json": 0}
+
+    def reject(line_no: int, reason: str, text: str) -> None:
+        bad[reason] += 1
+        if bad_lines is not None:
+            bad_lines.append({"line": line_no, "reason": reason, "row": text[:500]})
+
     for line_no, data in iter_lines(path):
         if not data.strip():
             continue
         try:
             text = data.decode("utf-8")
         except UnicodeDecodeError:
-            bad["invalid_utf8"] += 1
+            reject(line_no, "invalid_utf8", data.decode("utf-8", "replace"))
             continue
         if not text.strip():
             continue
         try:
             values.append((line_no, json.loads(text)))
         except (ValueError, RecursionError):
-            bad["invalid_json"] += 1
+            reject(line_no, "invalid_json", text)
     return values, bad
 
 
