@@ -174,12 +174,6 @@ def labels_to_batch(labels: list[dict], queue: list[dict], batch: int, *, defaul
     return rows, bad
 
 
-def _lines(path: Path) -> list[str]:
-    """The non-blank lines of a JSONL file the project wrote. Split on "\\n" only: str.splitlines would
-    also split inside a JSON string holding a raw U+2028 / U+0085 (valid JSON; ensure_ascii=False)."""
-    return [line for line in path.read_text(encoding="utf-8").split("\n") if line.strip()]
-
-
 def _judged(stream: list[Path]) -> dict[tuple[str, str], str]:
     """(comparison_id, annotator_id) -> name of the first stream file holding that judgement. Lines that
     are not JSON objects are skipped here (the validate stage quarantines them)."""
@@ -201,9 +195,9 @@ def import_labels(labels_path: Path, queue_path: Path, data_dir: Path, *,
     the rejected rows and their reasons. Known annotators: data/annotators.jsonl (others are
     reported: the validate stage quarantines judgements of unknown annotators)."""
     from driftkeel.data.schemas import stream_files
-    from driftkeel.io import write_jsonl
+    from driftkeel.io import read_jsonl, write_jsonl
 
-    queue = [json.loads(line) for line in _lines(Path(queue_path))]
+    queue = read_jsonl(queue_path)
     parsed, bad = parse_labels(_read_any(Path(labels_path)))
     existing = stream_files(data_dir)
     nxt = 1 + max([int(p.stem.split("_")[1]) for p in existing], default=-1)
@@ -216,7 +210,7 @@ def import_labels(labels_path: Path, queue_path: Path, data_dir: Path, *,
     known = set()
     ann_path = Path(data_dir) / "annotators.jsonl"
     if ann_path.exists():
-        known = {json.loads(line).get("annotator_id") for line in _lines(ann_path)}
+        known = {r.get("annotator_id") for r in read_jsonl(ann_path)}
     unknown = sorted({r["annotator_id"] for r in rows} - known)
     if rows:
         write_jsonl(target, rows)
