@@ -88,6 +88,21 @@ def _without_webhook(text: str, url: str | None) -> str:
     return redact_text(text)
 
 
+def _masked(body: dict, url: str | None) -> dict:
+    """`body` with secrets masked: values under secret-looking keys, secret environment values and URL
+    passwords (:func:`driftkeel.security.redact`), and the webhook URL in every string."""
+    from driftkeel.security import redact
+
+    def walk(x):
+        if isinstance(x, dict):
+            return {k: walk(v) for k, v in x.items()}
+        if isinstance(x, (list, tuple)):
+            return type(x)(walk(v) for v in x)
+        return _without_webhook(x, url) if isinstance(x, str) else x
+
+    return walk(redact(body))
+
+
 def send_block(block: str, body: dict) -> dict:
     """Load the saved Prefect notification block `<block-type-slug>/<name>` and call its notify()."""
     from prefect.blocks.core import Block
@@ -113,7 +128,9 @@ def notify(params: NotifyParams, event: str, summary: str, *, project: str = "dr
         return {"sent": False, "skipped": "ops.notify.enabled is false"}
     if event not in params.events:
         return {"sent": False, "skipped": f"{event} not in ops.notify.events"}
-    body = message(event, summary, project=project, details=details, links=links)
+    # the summary and details can quote a stage's output (tokens from the environment, URLs with a
+    # password, the webhook URL itself): masked before anything is sent or returned
+    body = _masked(message(event, summary, project=project, details=details, links=links), params.webhook_url)
     deliveries, errors = [], []
     channels = []
     if params.webhook_url:

@@ -77,3 +77,26 @@ def test_the_webhook_url_is_a_secret_never_returned_nor_logged(receiver, caplog)
     assert bad["sent"] is False and "500" in bad["errors"][0]["error"]
     assert secret not in json.dumps(bad["errors"]) and secret not in caplog.text
     assert "services" not in caplog.text and "/***" in caplog.text
+
+
+def test_secrets_in_the_summary_and_details_are_masked_before_sending(receiver, monkeypatch):
+    """A flow-failed summary quotes the stage's output tail, which can hold a token from the
+    environment, a URL with a password or the webhook URL itself: none of them may leave the process."""
+    import json
+
+    token = "hf_notifySECRET0042"
+    monkeypatch.setenv("HF_TOKEN", token)
+    hook = receiver.url.rstrip("/") + "/services/T0/B0/hookSECRET0043"
+    summary = (f"retraining failed: dvc repro reward: HTTP 401 for https://bob:pw-SECRET-0044@mlflow.example/api "
+               f"with token {token}; webhook {hook}")
+    out = notify(NotifyParams(enabled=True, webhook_url=hook), "flow-failed", summary,
+                 details={"tail": f"HF_TOKEN={token}", "api_key": "k-SECRET-0045"},
+                 links={"run": "https://alice:pw-SECRET-0046@mlflow.example/#/runs/1"})
+    assert out["sent"]
+    (req,) = receiver.wait(1)
+    sent = json.dumps(req["json"]) + json.dumps(out["message"])
+    for secret in (token, "pw-SECRET-0044", "hookSECRET0043", "k-SECRET-0045", "pw-SECRET-0046"):
+        assert secret not in sent, secret
+    body = req["json"]
+    assert body["summary"].startswith("retraining failed: dvc repro reward: HTTP 401 for https://bob:***@")
+    assert "***" in body["text"] and body["details"]["api_key"] == "***"
