@@ -76,6 +76,45 @@ def atomic_dir(path: str | Path) -> Iterator[Path]:
             shutil.rmtree(tmp)
 
 
+def tree_digest(root: str | Path) -> dict[str, str]:
+    """{relative path: sha256} of every file under `root`."""
+    import hashlib
+
+    root = Path(root)
+    return {str(p.relative_to(root)): hashlib.sha256(p.read_bytes()).hexdigest()
+            for p in sorted(root.rglob("*")) if p.is_file()}
+
+
+def install_raw_data(new: str | Path, path: str | Path, *, force: bool) -> str:
+    """Move the finished tree `new` (a sibling of `path`) to `path`; raw data is never overwritten silently.
+
+    Returns "unchanged" when `path` already holds identical files (then `new` is left for the caller to
+    delete) and "written" otherwise. Different existing files raise FileExistsError unless `force`; then
+    the old tree is renamed aside first and put back if the new one cannot be moved in (a full disk, an
+    error), so a failed replace never leaves `path` empty or half-written."""
+    new, path = Path(new), Path(path)
+    if path.exists() and any(path.iterdir()):
+        if tree_digest(path) == tree_digest(new):
+            return "unchanged"
+        if not force:
+            raise FileExistsError(f"{path} already holds different data; refusing to overwrite raw data "
+                                  "(pass --force to replace it, then `dvc add data`)")
+    old = path.with_name(f".{path.name}.replaced")
+    if old.exists():
+        shutil.rmtree(old)
+    if path.exists():
+        os.replace(path, old)
+    try:
+        os.replace(new, path)
+    except BaseException:
+        if old.exists() and not path.exists():
+            os.replace(old, path)
+        raise
+    if old.exists():
+        shutil.rmtree(old)
+    return "written"
+
+
 def write_text(path: str | Path, text: str) -> None:
     with atomic_path(path) as tmp:
         tmp.write_text(text, encoding="utf-8")

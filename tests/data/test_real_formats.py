@@ -224,7 +224,8 @@ def test_prepare_data_simulator_is_demo_data(tmp_path):
     from typer.testing import CliRunner
 
     from driftkeel.data.prepare_cli import prepare_data_command
-    from driftkeel.data.simulator import _tree_digest, materialise
+    from driftkeel.data.simulator import materialise
+    from driftkeel.io import tree_digest
 
     small = {"n_batches": 2, "comparisons_per_batch": 10, "n_annotators": 4, "new_topics_from_batch": 1,
              "concept_drift_batch": 1, "pool_change_batch": 1, "n_sft_demos": 10, "pool_size": 10,
@@ -235,7 +236,7 @@ def test_prepare_data_simulator_is_demo_data(tmp_path):
     res = CliRunner().invoke(app, ["--root", str(tmp_path)])
     assert res.exit_code == 0 and "demo data written" in res.output
     materialise(parse_section("data", small), tmp_path / "ref")
-    assert _tree_digest(tmp_path / "data") == _tree_digest(tmp_path / "ref")
+    assert tree_digest(tmp_path / "data") == tree_digest(tmp_path / "ref")
     (tmp_path / "bad.yaml").write_text(yaml.safe_dump({"data": {"source": "spreadsheet"}}))
     bad = CliRunner().invoke(app, ["--root", str(tmp_path), "--params", str(tmp_path / "bad.yaml")])
     assert bad.exit_code == 2 and "data.source" in bad.output

@@ -124,3 +124,44 @@ def test_ground_truth_is_separate_and_json(tmp_path):
     truth = json.loads((tmp_path / "d/ground_truth/truth.json").read_text())
     assert truth["drift_points"]["concept_drift_batch"] == 5
     assert not any("truth" in p.name for p in (tmp_path / "d/stream").iterdir())
+
+
+def test_a_forced_replace_that_fails_midway_keeps_the_old_raw_data(tmp_path, monkeypatch):
+    """`--force` replaces data/ by a swap: if moving the new tree in fails (disk full, a kill), the old
+    raw data is still there, whole, and no temp tree is left beside it."""
+    import os
+    import shutil
+
+    import pytest
+
+    from driftkeel.config import DataParams
+    from driftkeel.data import prepare as prep
+
+    d = tmp_path / "d"
+    sim.materialise(SMALL, d)
+    before = _digest(d)
+    real_move, real_replace = shutil.move, os.replace
+
+    def failing(real):
+        def f(src, dst, *a, **k):
+            if os.path.basename(str(src)).startswith((".demo-data.", ".prepare-data.")):
+                raise OSError(28, "No space left on device")
+            return real(src, dst, *a, **k)
+        return f
+
+    monkeypatch.setattr(shutil, "move", failing(real_move))
+    monkeypatch.setattr(os, "replace", failing(real_replace))
+    with pytest.raises(OSError, match="No space left"):
+        sim.materialise(SMALL.model_copy(update={"seed": 4}), d, force=True)
+    assert _digest(d) == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["d"]
+    # the same for prepare-data (user files)
+    src = tmp_path / "pairs.jsonl"
+    src.write_text("".join(json.dumps({"prompt": f"p{i}", "chosen": f"c{i}", "rejected": f"r{i}"}) + "\n"
+                           for i in range(30)))
+    p = DataParams.model_validate({"source": "files", "files": {"sources": [{"format": "pairs", "path": str(src)}],
+                                                                 "eval_fraction": 0.0, "pool_fraction": 0.0}})
+    with pytest.raises(OSError, match="No space left"):
+        prep.prepare(p, tmp_path, d, force=True)
+    assert _digest(d) == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["d", "pairs.jsonl"]

@@ -40,6 +40,7 @@ from pathlib import Path
 import numpy as np
 
 from driftkeel.config import DataParams
+from driftkeel.io import install_raw_data
 from driftkeel.data.formats import RAW_MAX_CHARS, FormatResult, LOADERS, _parse_ts, explain, load_annotations
 
 START = datetime(2026, 1, 5, tzinfo=timezone.utc)
@@ -289,11 +290,6 @@ def write(built: dict, out_dir: Path) -> None:
         "prepare_report.json the counts.\n", encoding="utf-8")
 
 
-def _tree_digest(root: Path) -> dict[str, str]:
-    return {str(x.relative_to(root)): hashlib.sha256(x.read_bytes()).hexdigest()
-            for x in sorted(root.rglob("*")) if x.is_file()}
-
-
 def prepare(p: DataParams, root: Path, data_dir: Path, force: bool = False) -> tuple[str, dict]:
     """Write data/ from `data.files` (same overwrite rules as the simulator's `materialise`).
     Returns ("written" | "unchanged", the summary of prepare_report.json)."""
@@ -304,21 +300,12 @@ def prepare(p: DataParams, root: Path, data_dir: Path, force: bool = False) -> t
     if not built["stream"]:
         raise ValueError("data.files: no usable pair or annotation rows: the stream would be empty "
                          "(see the quarantine counts)")
-    tmp = Path(tempfile.mkdtemp(prefix=".prepare-data.", dir=data_dir.parent if data_dir.parent.exists() else None))
+    data_dir.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=".prepare-data.", dir=data_dir.parent))   # beside data/: one rename
     try:
         write(built, tmp)
         summary = json.loads((tmp / "prepare_report.json").read_text(encoding="utf-8"))
-        if data_dir.exists() and any(data_dir.iterdir()):
-            if _tree_digest(data_dir) == _tree_digest(tmp):
-                return "unchanged", summary
-            if not force:
-                raise FileExistsError(f"{data_dir} already holds different data; refusing to overwrite raw data "
-                                      "(pass --force to replace it, then `dvc add data`)")
-            shutil.rmtree(data_dir)
-        elif data_dir.exists():
-            data_dir.rmdir()
-        shutil.move(str(tmp), str(data_dir))
-        return "written", summary
+        return install_raw_data(tmp, data_dir, force=force), summary
     finally:
         if tmp.exists():
             shutil.rmtree(tmp)

@@ -25,6 +25,7 @@ import numpy as np
 
 from driftkeel.config import DataParams
 from driftkeel.data import vocab
+from driftkeel.io import install_raw_data
 
 START = datetime(2026, 1, 5, tzinfo=timezone.utc)
 CONCEPTS = {
@@ -314,30 +315,15 @@ def write_dataset(sim: SimulatedData, out_dir: Path) -> list[Path]:
     return files
 
 
-def _tree_digest(root: Path) -> dict[str, str]:
-    return {str(p.relative_to(root)): hashlib.sha256(p.read_bytes()).hexdigest()
-            for p in sorted(root.rglob("*")) if p.is_file()}
-
-
 def materialise(p: DataParams, data_dir: Path, force: bool = False) -> str:
     """Write the demo data to `data_dir`. Raw data is never overwritten silently:
     identical existing data -> "unchanged"; different existing data -> error unless `force`."""
     data_dir = Path(data_dir)
-    tmp = Path(tempfile.mkdtemp(prefix=".demo-data.", dir=data_dir.parent if data_dir.parent.exists() else None))
+    data_dir.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=".demo-data.", dir=data_dir.parent))   # beside data/: one rename
     try:
         write_dataset(simulate(p), tmp)
-        if data_dir.exists() and any(data_dir.iterdir()):
-            if _tree_digest(data_dir) == _tree_digest(tmp):
-                return "unchanged"
-            if not force:
-                raise FileExistsError(
-                    f"{data_dir} already holds different data; refusing to overwrite raw data "
-                    "(pass --force to replace it, then `dvc add data`)")
-            shutil.rmtree(data_dir)
-        elif data_dir.exists():
-            data_dir.rmdir()
-        shutil.move(str(tmp), str(data_dir))
-        return "written"
+        return install_raw_data(tmp, data_dir, force=force)
     finally:
         if tmp.exists():
             shutil.rmtree(tmp)
