@@ -7,4 +7,4 @@ bash scripts/setup.sh
 source scripts/env.sh
 bash scripts/audit.sh
 export PREFECT_HOME="$(mktemp -d)"
-python -m pytest -n 2 --dist loadfile tests "$@"
+python -m pytest -n 2 --dist loadfile --no-loadscope-reorder tests "$@"

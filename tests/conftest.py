@@ -80,10 +80,19 @@ def _isolate_mlflow_uris():
             os.environ[k] = v
 
 
-# Longest modules first: under `--dist loadfile` each module runs on one worker, in collection order, so
-# starting the long chains first keeps the two workers busy to the end.
-_FIRST = ("tests/e2e/", "tests/training/test_training_stages.py", "tests/flows/test_new_data.py",
-          "tests/flows/test_server.py", "tests/reliability/test_bad_input_properties.py")
+# Longest modules first (seconds per module on 2 cores, from `--durations`): under `--dist loadfile` each
+# module runs on one worker. scripts/test.sh passes --no-loadscope-reorder so that xdist hands modules out
+# in this collection order; its default order (by number of tests) started the real-data chain, a module
+# of one test, near the end, where it ran alone on one worker while the other idled.
+_FIRST = ("tests/e2e/",                                   # ~520 s: the tiny default killed and rerun
+          "tests/data/test_real_pipeline.py",             # ~270 s: `dvc repro` of the chain on real data
+          "tests/flows/test_server.py",                   # ~130 s
+          "tests/flows/test_new_data.py",                 # ~105 s
+          "tests/training/test_training_stages.py",       # ~100 s
+          "tests/training/test_distributed.py",           # ~80 s
+          "tests/flows/test_flows.py",
+          "tests/reliability/test_bad_input_properties.py",
+          "tests/data/test_real_formats.py")
 
 
 def pytest_collection_modifyitems(config, items):
