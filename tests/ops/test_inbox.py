@@ -114,3 +114,24 @@ def test_a_rejected_batch_leaves_data_dvc_as_committed(project, git_env):
     assert restore_version(project, "data", before) == {"data_version": before, "restored": True}
     assert _git(project, "status", "--porcelain", "data.dvc", env=git_env) == ""
     assert yaml.safe_load((project / "data.dvc").read_text())["outs"][0]["md5"] == before
+
+
+def test_version_data_commits_as_the_projects_own_git_identity(project, tmp_path, monkeypatch):
+    """A project with its own `user.email` (repo-local config, none global) commits data.dvc under that
+    identity, also when the flow runs from another directory; the fallback identity is only for a
+    machine with none at all."""
+    home = tmp_path / "home"
+    home.mkdir()
+    for k in ("GIT_AUTHOR_NAME", "GIT_AUTHOR_EMAIL", "GIT_COMMITTER_NAME", "GIT_COMMITTER_EMAIL"):
+        monkeypatch.delenv(k, raising=False)
+    monkeypatch.setenv("HOME", str(home))
+    monkeypatch.setenv("GIT_CONFIG_GLOBAL", str(home / ".gitconfig"))
+    monkeypatch.setenv("GIT_CONFIG_NOSYSTEM", "1")
+    env = dict(__import__("os").environ)
+    _git(project, "config", "user.name", "Data Team", env=env)
+    _git(project, "config", "user.email", "data-team@example.org", env=env)
+    monkeypatch.chdir(tmp_path)                       # not the project: a Prefect worker's cwd
+    (project / "data" / "stream" / "batch_003.jsonl").write_text(_row(3) + "\n")
+    out = version_data(project, "data", InboxParams(dvc_push=False), "data: batch_003.jsonl")
+    assert out["committed"]
+    assert _git(project, "log", "-1", "--format=%an <%ae>", env=env).strip() == "Data Team <data-team@example.org>"

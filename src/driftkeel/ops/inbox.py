@@ -314,9 +314,10 @@ def data_hash(root: Path, data_dir: str = "data") -> str | None:
     return outs[0].get("md5")
 
 
-def _git_identity() -> list[str]:
-    """`-c user.name/email` only when git has none configured (a fresh CI machine)."""
-    have = subprocess.run(["git", "config", "user.email"], capture_output=True, text=True).stdout.strip()
+def _git_identity(root: str | Path) -> list[str]:
+    """`-c user.name/email` only when git has none configured for the project (a fresh CI machine).
+    Asked in `root`: a repo-local identity counts, whatever directory the flow runs from."""
+    have = subprocess.run(["git", "config", "user.email"], cwd=root, capture_output=True, text=True).stdout.strip()
     if have or os.environ.get("GIT_AUTHOR_EMAIL"):
         return []
     return ["-c", "user.name=driftkeel", "-c", "user.email=driftkeel@localhost"]
@@ -341,7 +342,7 @@ def version_data(root: str | Path, data_dir: str, params: InboxParams, message: 
                                capture_output=True, text=True).stdout.strip()
         if dirty:
             _run(["git", "add", "--", dvc_file], root)
-            _run(["git", *_git_identity(), "commit", "-q", "-m", message, "--", dvc_file], root)
+            _run(["git", *_git_identity(root), "commit", "-q", "-m", message, "--", dvc_file], root)
             out["committed"] = subprocess.run(["git", "rev-parse", "HEAD"], cwd=root, capture_output=True,
                                               text=True).stdout.strip()
     if params.dvc_push:
