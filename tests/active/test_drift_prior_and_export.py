@@ -138,3 +138,20 @@ def test_import_reads_queue_texts_holding_unicode_line_separators(tmp_path):
     assert out["n_judgements"] == 1
     written = json.loads((data / "stream" / "batch_000.jsonl").read_text(encoding="utf-8").split("\n")[0])
     assert written["prompt"] == q[0]["prompt"]
+
+
+def test_a_label_studio_annotation_with_two_different_answers_is_rejected_not_read_as_the_first():
+    """Label Studio keeps every result of an annotation: two choices ticked (a `Choices` tag with
+    choice="multiple") or a pairwise pick plus a contradicting choice is no preference at all; taking
+    the first silently turned it into "a"."""
+    data = label_studio_tasks(_queue())[0]["data"]
+    ls = [{"data": data, "annotations": [
+        {"completed_by": 1, "lead_time": 3.0, "result": [{"value": {"choices": ["a", "b"]}}]},
+        {"completed_by": 2, "lead_time": 3.0, "result": [{"value": {"selected": "left"}},
+                                                         {"value": {"choices": ["b"]}}]},
+        {"completed_by": 3, "lead_time": 3.0, "result": [{"value": {"selected": "left"}},
+                                                         {"value": {"choices": ["a"]}}]}]}]
+    parsed, bad = parse_labels(ls)
+    assert parsed == [{"pair_id": "pool-0", "label": "a", "annotator_id": "3", "response_time_s": 3.0}]
+    assert len(bad) == 2 and all("more than one answer" in b["reason"] for b in bad), bad
+    assert [b["row"]["annotator_id"] for b in bad] == ["1", "2"]

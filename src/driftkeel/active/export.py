@@ -117,15 +117,22 @@ def parse_labels(rows: list) -> tuple[list[dict], list[dict]]:
                 if ann.get("was_cancelled"):
                     bad.append({"row": {"pair_id": pid}, "reason": "annotation cancelled"})
                     continue
-                label = None
+                answers = []     # every answer in the annotation's results, in order
                 for res in ann.get("result") or []:
                     v = res.get("value") or {}
                     if "selected" in v:
-                        label = _LS_SIDE.get(v["selected"], v["selected"])
+                        answers.append(_LS_SIDE.get(v["selected"], v["selected"]))
                     elif v.get("choices"):
-                        label = v["choices"][0]
+                        answers += list(v["choices"])
                 who = ann.get("completed_by")
                 who = who.get("email") or who.get("id") if isinstance(who, dict) else who
+                distinct = list(dict.fromkeys(str(a).strip().lower() for a in answers))
+                if len(distinct) > 1:      # two choices ticked, or a pick and a contradicting choice
+                    bad.append({"row": {"pair_id": pid, "annotator_id": None if who is None else str(who),
+                                        "answers": answers},
+                                "reason": f"more than one answer in one annotation: {', '.join(distinct)}"})
+                    continue
+                label = answers[0] if answers else None
                 out.append({"pair_id": pid, "label": label, "annotator_id": None if who is None else str(who),
                             "response_time_s": ann.get("lead_time")})
         elif isinstance(r.get("responses"), dict):                                  # Argilla export
