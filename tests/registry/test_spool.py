@@ -288,3 +288,33 @@ def test_register_never_spools_and_other_errors_are_not_swallowed(project, serve
             finally:
                 server.start()
     assert spool.entries(spool_dir) == [] and not [p for p in spool_dir.glob(".tmp-*")]
+
+
+def test_an_artifact_too_big_to_copy_is_not_replayed_once_a_later_run_rewrote_it(project, server, monkeypatch):
+    """Artifacts over DRIFTKEEL_SPOOL_MAX_COPY_MB stay where they are and are read at replay. If the next
+    `dvc repro` rewrote them first, logging them would attach the newer model to the older run: the
+    replay skips them, says so, and tags the run; an unchanged one is logged."""
+    from mlflow.tracking import MlflowClient
+
+    root, common = project
+    monkeypatch.setattr(spool, "MAX_COPY_BYTES", 10)
+    out = root / "outputs" / "reward"
+    (out / "model").mkdir(parents=True)
+    (out / "model" / "weights.safetensors").write_bytes(b"model of run 1" * 4)
+    (out / "tokenizer.json").write_text('{"model": "tokenizer of run 1"}')
+    with stage_run("reward", root, common, {"lr": 0.1}) as run:
+        server.outage("refused")
+        run.log_artifact(out / "model", "model")
+        run.log_artifact(out / "tokenizer.json")
+    [entry] = spool.entries(root / "outputs" / spool.SPOOL_DIR)
+    assert not [f for f in entry.rglob("*") if f.is_file() and f.name != spool.MANIFEST]   # too big: not copied
+    (out / "model" / "weights.safetensors").write_bytes(b"model of run 2" * 4)   # the next repro retrained
+
+    server.start()
+    res = _sync(root)
+    assert res.exit_code == 0, res.output
+    assert "changed since the stage logged it" in res.output and "model" in res.output
+    client = MlflowClient()
+    arts = {a.path for a in client.list_artifacts(run.run_id)}
+    assert "tokenizer.json" in arts and "model" not in arts
+    assert client.get_run(run.run_id).data.tags["driftkeel.spool_skipped_artifacts"].endswith("model")

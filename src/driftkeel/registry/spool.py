@@ -8,7 +8,9 @@ recorded by DVC instead of being deleted and recomputed by the next ``dvc repro`
 - ``manifest.json``: the stage, its pipeline key and run tags (the same ones ``stage_run`` sets), the
   run id it had in the store (if any), and the ordered logging operations (params, metrics with their
   step and timestamp, tags, artifacts), each with ``done`` = already in that run;
-- ``artifacts/<n>/``: copies of the artifact files logged after the store went away.
+- ``artifacts/<n>/``: copies of the artifact files logged after the store went away (one over
+  ``DRIFTKEEL_SPOOL_MAX_COPY_MB``, 200 by default, stays in place with its size and mtime, and is not
+  replayed if a later run rewrote it: the run gets a ``driftkeel.spool_skipped_artifacts`` tag).
 
 Nothing secret is written: params and tags are the redacted values :class:`StageRun` logs, the store URI
 and the error text have passwords and secret environment values masked.
@@ -73,7 +75,8 @@ def new_entry(spool: Path, stage: str) -> Path:
 
 def copy_artifact(tmp: Path, index: int, path: Path) -> Optional[str]:
     """Copy a file or folder under ``artifacts/<index>/``; None when it is too big to copy (the
-    replay then reads it from its original place if it is still there)."""
+    replay then reads it from its original place if it is still there and unchanged, see
+    :func:`fingerprint`)."""
     size = path.stat().st_size if path.is_file() else sum(
         f.stat().st_size for f in path.rglob("*") if f.is_file())
     if size > MAX_COPY_BYTES:
@@ -85,6 +88,15 @@ def copy_artifact(tmp: Path, index: int, path: Path) -> Optional[str]:
     else:
         shutil.copy2(path, dest)
     return dest.relative_to(tmp).as_posix()
+
+
+def fingerprint(path: Path) -> list:
+    """[[relative path, size, mtime_ns], ...] of a file or every file of a folder: what an artifact left
+    in place looked like when it was logged (a rewrite by a later run changes it; cheap on big models)."""
+    path = Path(path)
+    files = [path] if path.is_file() else sorted(f for f in path.rglob("*") if f.is_file())
+    return [[f.relative_to(path).as_posix() if f != path else "", f.stat().st_size, f.stat().st_mtime_ns]
+            for f in files]
 
 
 def _write_manifest(entry: Path, manifest: dict) -> None:
@@ -268,6 +280,14 @@ def _apply(client, run_id: str, batch: list[dict], entry: Path, root: Path, say:
             src = root / src
         if not src.exists():
             say(f"mlflow-sync: {entry.name}: artifact {first['path']} is gone, skipped")
+        elif not first.get("copy") and first.get("fingerprint") is not None and fingerprint(src) != first["fingerprint"]:
+            # left in place (too big to copy) and rewritten since, by a later run: not this run's files
+            say(f"mlflow-sync: {entry.name}: artifact {first['path']} changed since the stage logged it "
+                "(a later run rewrote it), skipped: logging it would attach that run's files to this one")
+            tags = client.get_run(run_id).data.tags
+            skipped = [x for x in tags.get("driftkeel.spool_skipped_artifacts", "").split(";") if x]
+            if first["path"] not in skipped:
+                client.set_tag(run_id, "driftkeel.spool_skipped_artifacts", ";".join(skipped + [first["path"]]))
         elif src.is_dir():
             client.log_artifacts(run_id, str(src), first.get("artifact_path"))
         else:

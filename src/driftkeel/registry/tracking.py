@@ -327,6 +327,8 @@ class StageRun:
             from driftkeel.registry import spool
 
             op["copy"] = spool.copy_artifact(self._entry, len(self.ops) - 1, Path(op["path"]))
+            if op["copy"] is None:
+                op["fingerprint"] = spool.fingerprint(Path(op["path"]))
 
     def _client(self):
         from mlflow.tracking import MlflowClient
