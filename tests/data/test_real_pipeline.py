@@ -1,5 +1,9 @@
-"""`dvc repro` of the whole chain on a small slice of the shared real files: params-real.yaml with a tiny
-override, in a temp git + DVC project (prepare-data -> dvc add data -> dvc repro)."""
+"""`dvc repro` on a small slice of the shared real files: params-real.yaml with a tiny override, in a temp
+git + DVC project (prepare-data -> dvc add data -> dvc repro).
+
+CI runs the data stages (validate, aggregate, drift: real text through Great Expectations, the
+aggregation and the MiniLM drift check). The whole chain, training included (~270 s on 2 cores), is
+`extended`: `bash scripts/test.sh --extended` (or DRIFTKEEL_EXTENDED_TESTS=1) runs it."""
 from __future__ import annotations
 
 import json
@@ -42,7 +46,8 @@ def _run(cmd, root: Path, env: dict, timeout: float = 1200) -> subprocess.Comple
     return res
 
 
-def test_dvc_repro_whole_chain_on_shared_slice(tmp_path):
+def _real_project(tmp_path) -> tuple[Path, dict]:
+    """The temp project with data/ prepared from the real slice and committed (git + dvc add)."""
     root = tmp_path / "proj"
     root.mkdir()
     files = subprocess.run(["git", "ls-files", "-co", "--exclude-standard", "-z"], cwd=REPO,
@@ -68,13 +73,37 @@ def test_dvc_repro_whole_chain_on_shared_slice(tmp_path):
     env.update(PATH=f"{BIN}{os.pathsep}{env['PATH']}", PREFECT_HOME=str(root / ".prefect"), DVC_NO_ANALYTICS="1",
                MLFLOW_DISABLE_TELEMETRY="true", TQDM_DISABLE="1", DO_NOT_TRACK="1")
     git = ["git", "-c", "user.name=t", "-c", "user.email=t@localhost"]
-    t0 = time.monotonic()
     _run(["git", "init", "-q", "-b", "main"], root, env)
     out = _run([sys.executable, "-m", "driftkeel.data.prepare_cli"], root, env).stdout
     assert "data written" in out
     _run(["dvc", "add", "-q", "data"], root, env)
     _run([*git, "add", "-A"], root, env)
     _run([*git, "commit", "-qm", "real data"], root, env)
+    return root, env
+
+
+def test_dvc_repro_data_stages_on_shared_slice(tmp_path):
+    root, env = _real_project(tmp_path)
+    t0 = time.monotonic()
+    _run(["dvc", "repro", "drift"], root, env, timeout=1200)
+    print(f"real-data dvc repro drift on a 200-pair slice: {time.monotonic() - t0:.0f} s")
+    report = json.loads((root / "data" / "prepare_report.json").read_text())
+    validate = json.loads((root / "outputs" / "validate" / "metrics.json").read_text())
+    assert validate["rows_in"] == report["n_judgements"]
+    aggregate = json.loads((root / "outputs" / "aggregate" / "metrics.json").read_text())
+    assert aggregate["n_comparisons"] > 0
+    history = json.loads((root / "outputs" / "drift" / "report.json").read_text())["history"]
+    checked = [h for h in history if not h["in_reference"]]
+    # the HH -> AlpacaEval shift: the prompt test ran on real text, and the drift stage alarms
+    assert checked and any(h["prompt_status"] in ("ok", "alarm") for h in checked), history
+    assert any(h["alarm"] for h in checked), history
+    assert "Running stage" not in _run(["dvc", "repro", "drift"], root, env).stdout      # nothing left to do
+
+
+@pytest.mark.extended
+def test_dvc_repro_whole_chain_on_shared_slice(tmp_path):
+    root, env = _real_project(tmp_path)
+    t0 = time.monotonic()
     _run(["dvc", "repro"], root, env, timeout=1800)
     seconds = time.monotonic() - t0
     print(f"real-data dvc repro on a 200-pair slice: {seconds:.0f} s")

@@ -41,7 +41,7 @@ from driftkeel.validation.reader import read_rows
 from driftkeel.validation.validate import COMPARISON_CONTENT, explain, parse_timestamp
 from summary_lines import report
 
-EXAMPLES = int(os.environ.get("DRIFTKEEL_PBT_EXAMPLES", "30"))
+EXAMPLES = int(os.environ.get("DRIFTKEEL_PBT_EXAMPLES", "20"))
 BUDGET_S = float(os.environ.get("DRIFTKEEL_PBT_BUDGET_S", "60"))
 READER_EXAMPLES = int(os.environ.get("DRIFTKEEL_PBT_READER_EXAMPLES", "300"))
 
