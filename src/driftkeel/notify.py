@@ -72,25 +72,30 @@ def webhook_origin(url: str) -> str:
     return f"{parts.scheme}://{host}{f':{parts.port}' if parts.port else ''}/***"
 
 
-def _without_webhook(text: str, url: str | None) -> str:
+def _webhook_masked(text: str, url: str | None) -> str:
     """`text` with the webhook URL (and its path, which error messages may quote alone) masked."""
     from urllib.parse import urlsplit
 
-    from driftkeel.security import redact_text
-
     if not url:
-        return redact_text(text)
+        return text
     parts = urlsplit(url)
     secrets = [url, url.rstrip("/")] + [x for x in (parts.path + (f"?{parts.query}" if parts.query else ""),
                                                     parts.path) if len(x) > 1]
     for s in sorted(set(secrets), key=len, reverse=True):
         text = text.replace(s, webhook_origin(url) if s.startswith(("http://", "https://")) else "/***")
-    return redact_text(text)
+    return text
+
+
+def _without_webhook(text: str, url: str | None) -> str:
+    """`text` with the webhook URL masked, then secret environment values and URL passwords."""
+    from driftkeel.security import redact_text
+
+    return redact_text(_webhook_masked(text, url))
 
 
 def _masked(body: dict, url: str | None) -> dict:
-    """`body` with secrets masked: values under secret-looking keys, secret environment values and URL
-    passwords (:func:`driftkeel.security.redact`), and the webhook URL in every string."""
+    """`body` with the webhook URL masked in every string, then (:func:`driftkeel.security.redact`) values
+    under secret-looking keys, secret environment values and URL passwords: one pass of each."""
     from driftkeel.security import redact
 
     def walk(x):
@@ -98,9 +103,9 @@ def _masked(body: dict, url: str | None) -> dict:
             return {k: walk(v) for k, v in x.items()}
         if isinstance(x, (list, tuple)):
             return type(x)(walk(v) for v in x)
-        return _without_webhook(x, url) if isinstance(x, str) else x
+        return _webhook_masked(x, url) if isinstance(x, str) else x
 
-    return walk(redact(body))
+    return redact(walk(body))
 
 
 def send_block(block: str, body: dict) -> dict:
