@@ -205,7 +205,7 @@ class MixParams(_Section):
     replay_pool: Literal["older", "before_drift"] = "older"   # before_drift: pre-drift batches first
     eval_fraction: float = Field(0.1, ge=0, lt=1)
     order: Literal["easy_to_hard", "pacing", "shuffle"] = "easy_to_hard"
-    pacing_phases: int = Field(3, ge=1)            # pacing: easy third first, then easy+medium, then all
+    pacing_phases: int = Field(3, ge=1)            # pacing: easiest third first, then the middle, then the hardest (shuffled within a phase)
     close_margin: float = Field(0.2, ge=0)         # |P(a) - 0.5| of the surrogate below this: close comparison
     new_cluster_weight: float = Field(2.0, ge=1.0)   # training weight factor (>= 1: an up-weight) of pairs in flagged new clusters
     drift_alpha: float = Field(0.05, gt=0, le=1)

@@ -1,5 +1,6 @@
 """Drift prior on a hand-made drift report; queue exports and label re-import."""
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -155,3 +156,24 @@ def test_a_label_studio_annotation_with_two_different_answers_is_rejected_not_re
     assert parsed == [{"pair_id": "pool-0", "label": "a", "annotator_id": "3", "response_time_s": 3.0}]
     assert len(bad) == 2 and all("more than one answer" in b["reason"] for b in bad), bad
     assert [b["row"]["annotator_id"] for b in bad] == ["1", "2"]
+
+
+def test_a_response_time_that_is_not_a_number_rejects_that_row_only(tmp_path):
+    data = tmp_path / "data"
+    (data / "stream").mkdir(parents=True)
+    (data / "annotators.jsonl").write_text(json.dumps({"annotator_id": "ann-001", "first_batch": 0}) + "\n")
+    queue = tmp_path / "queue.jsonl"
+    queue.write_text("\n".join(json.dumps(q) for q in _queue()) + "\n")
+    labels = tmp_path / "labels.jsonl"
+    rows = [{"pair_id": "pool-0", "label": "a", "annotator_id": "ann-001", "response_time_s": "12.5"},
+            {"pair_id": "pool-1", "label": "b", "annotator_id": "ann-001", "response_time_s": "n/a"},
+            {"pair_id": "pool-2", "label": "b", "annotator_id": "ann-001", "response_time_s": -3},
+            {"pair_id": "pool-2", "label": "a", "annotator_id": "ann-002", "response_time_s": True}]
+    labels.write_text("\n".join(json.dumps(r) for r in rows) + "\n")
+    out = import_labels(labels, queue, data)
+    assert out["n_judgements"] == 1 and len(out["rejected"]) == 3
+    assert [r["reason"] for r in out["rejected"]] == [
+        "response time 'n/a' is not a number of seconds >= 0", "response time '-3' is not a number of seconds >= 0",
+        "response time 'True' is not a number of seconds >= 0"]
+    written = [json.loads(x) for x in Path(out["written"]).read_text().splitlines()]
+    assert [w["response_time_s"] for w in written] == [12.5]

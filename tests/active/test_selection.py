@@ -179,3 +179,45 @@ def test_pool_quarantine_gives_the_file_line(tmp_path, embedder):
     assert n_bad == 1 and lines == [1, 4, 5, 6]
     sel = select(rows, _consensus(), SelectParams(k=2), embedder, seed=0, lines=lines)
     assert [(q["line"], q["reason"]) for q in sel.quarantine] == [(5, "identical_responses")]
+
+
+def test_one_member_bald_takes_the_drift_prior_order_and_reasons_are_named_right(embedder):
+    """With one member every BALD score is 0: the note says the drift prior orders the pairs, so it must
+    (boosted pairs first among the tied scores); margin reasons print the score under its real name."""
+    from driftkeel.active.selection import choose
+
+    prior = np.array([1.0, 2.0, 1.0, 2.0, 1.0, 2.0])
+    _, order, batch = choose(np.zeros(6), None, prior, 3, "none", SelectParams(), seed=0)
+    assert set(order[:3].tolist()) == {1, 3, 5} and set(batch.chosen.tolist()) == {1, 3, 5}
+    # untied scores keep their order whatever the prior ties
+    _, order2, _ = choose(np.array([0.1, 0.5, 0.3, 0.2, 0.9, 0.4]), None, np.ones(6), 6, "none", SelectParams(), 0)
+    assert order2.tolist() == [4, 1, 5, 2, 3, 0]
+    sel = select(_pool(), _consensus(), SelectParams(k=2, strategy="margin", drift_prior=False), embedder, seed=0)
+    for q in sel.queue:
+        assert q["reason"].startswith(f"margin: 1-|2p-1|={q['uncertainty']:.3f}, BT margin |2p-1|="
+                                      f"{abs(2 * q['p_a'] - 1):.3f}")
+
+
+def test_drift_prior_note_says_why_it_was_not_applied(embedder):
+    assert "drift prior off (the pool is empty)" in " ".join(select([], _consensus(), SelectParams(k=5), embedder).notes)
+    fallback = select(_pool(), None, SelectParams(k=5), embedder, seed=0)
+    assert "drift prior off (not applied to the fallback to random selection)" in " ".join(fallback.notes)
+    rnd = select(_pool(), _consensus(), SelectParams(k=5, strategy="random"), embedder, seed=0)
+    assert "drift prior off (not applied to random selection)" in " ".join(rnd.notes)
+    off = select(_pool(), _consensus(), SelectParams(k=5, drift_prior=False), embedder, seed=0)
+    assert "drift prior off (select.drift_prior: false)" in " ".join(off.notes)
+
+
+def test_pool_fields_of_the_wrong_type_are_quarantined_as_such():
+    rows = [{"pair_id": 17, "prompt": "x?", "response_a": "a", "response_b": "b"},
+            {"pair_id": "w1", "prompt": "x?", "response_a": "a", "response_b": "b", "batch": "2026-w07"},
+            {"pair_id": "ok1", "prompt": "x?", "response_a": "a", "response_b": "b", "batch": "7"},
+            {"pair_id": "ok2", "prompt": "x?", "response_a": "a", "response_b": "b", "batch": 7.0},
+            {"pair_id": "", "prompt": "x?", "response_a": "a", "response_b": "b"}]
+    q: list = []
+    kept, counts = clean_pool(rows, q)
+    assert [r["pair_id"] for r in kept] == ["ok1", "ok2"]
+    assert [(x["line"], x["reason"]) for x in q] == [(1, "field_not_text"), (2, "batch_not_an_integer"),
+                                                   (5, "missing_fields")]
+    assert q[0]["row"]["_not_text"] == ["pair_id"] and q[2]["row"]["_missing"] == ["pair_id"]
+    assert len(kept) + sum(v for k, v in counts.items() if k != "missing_optional_fields") == len(rows)

@@ -20,6 +20,7 @@ free index; an existing file is never touched). Rows that cannot be used are ret
 from __future__ import annotations
 
 import json
+import math
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -147,6 +148,17 @@ def parse_labels(rows: list) -> tuple[list[dict], list[dict]]:
     return out, bad
 
 
+def _seconds(v) -> float | None:
+    """A response time as float seconds, or None when it is not a finite number >= 0 (a bool is not one)."""
+    if isinstance(v, bool):
+        return None
+    try:
+        x = float(v)
+    except (TypeError, ValueError):
+        return None
+    return x if math.isfinite(x) and x >= 0 else None
+
+
 def labels_to_batch(labels: list[dict], queue: list[dict], batch: int, *, default_response_time_s: float | None,
                     now: datetime | None = None, in_stream: dict | None = None) -> tuple[list[dict], list[dict]]:
     """Parsed labels -> judgement rows of stream batch `batch` (schema: driftkeel.data.schemas).
@@ -162,13 +174,15 @@ def labels_to_batch(labels: list[dict], queue: list[dict], batch: int, *, defaul
         who = lab.get("annotator_id")
         rt = lab.get("response_time_s")
         rt = default_response_time_s if rt is None else rt
+        seconds = _seconds(rt)
         reason = ("pair_id not in the labelling queue" if q is None else
                   "label is not a, b or tie" if label not in ("a", "b", "tie") else
                   "no annotator id" if who in (None, "") else
                   "repeated judgement of this pair by this annotator" if (q["pair_id"], str(who)) in seen else
                   f"already imported: this annotator's judgement of this pair is in "
                   f"{in_stream[(q['pair_id'], str(who))]}" if (q["pair_id"], str(who)) in in_stream else
-                  "no response time (pass a default)" if rt is None else None)
+                  "no response time (pass a default)" if rt is None else
+                  f"response time {str(rt)[:40]!r} is not a number of seconds >= 0" if seconds is None else None)
         if reason:
             bad.append({"row": lab, "reason": reason})
             continue
@@ -177,7 +191,7 @@ def labels_to_batch(labels: list[dict], queue: list[dict], batch: int, *, defaul
                      "timestamp": ts, "prompt_id": q.get("prompt_id") or q["pair_id"], "prompt": q["prompt"],
                      "response_a": q["response_a"], "response_b": q["response_b"],
                      "policy_version": q.get("policy_version") or "unknown", "annotator_id": str(who),
-                     "label": label, "response_time_s": float(rt), "is_golden": False})
+                     "label": label, "response_time_s": seconds, "is_golden": False})
     return rows, bad
 
 

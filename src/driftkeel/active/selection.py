@@ -25,7 +25,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
-from driftkeel.active.acquisition import bald, rank
+from driftkeel.active.acquisition import bald
 from driftkeel.active.acquisition import scores as acquisition_scores
 from driftkeel.active.batch import select_batch
 from driftkeel.active.drift_prior import DriftPrior, drift_prior
@@ -71,6 +71,17 @@ def labelled_pair_ids(consensus: pd.DataFrame | None) -> set[str]:
     return set(consensus["comparison_id"].astype(str))
 
 
+def _is_int(v) -> bool:
+    """An integer batch number: an int (not a bool), an integral float, or a string of digits."""
+    if isinstance(v, bool):
+        return False
+    if isinstance(v, int):
+        return True
+    if isinstance(v, float):
+        return v.is_integer()
+    return isinstance(v, str) and v.strip().lstrip("-").isdigit()
+
+
 def clean_pool(rows: list, quarantine: list | None = None, lines: list[int] | None = None,
                labelled: set[str] | None = None) -> tuple[list[dict], dict]:
     """Valid pool rows and the count of skipped rows per reason; skipped rows are appended to
@@ -78,8 +89,8 @@ def clean_pool(rows: list, quarantine: list | None = None, lines: list[int] | No
     each row, from read_pool(with_lines=True); else its position). Pairs in `labelled` (see
     labelled_pair_ids) are skipped and counted as `already_labelled`, not quarantined: they are fine,
     only no longer worth a label."""
-    counts = {"not_an_object": 0, "missing_fields": 0, "invalid_unicode": 0, "identical_responses": 0,
-              "duplicate_pair_id": 0,
+    counts = {"not_an_object": 0, "missing_fields": 0, "field_not_text": 0, "batch_not_an_integer": 0,
+              "invalid_unicode": 0, "identical_responses": 0, "duplicate_pair_id": 0,
               "missing_optional_fields": 0, "already_labelled": 0}
     seen, out = set(), []
 
@@ -92,9 +103,16 @@ def clean_pool(rows: list, quarantine: list | None = None, lines: list[int] | No
         if not isinstance(r, dict):
             skip(i, "not_an_object", r)
             continue
-        missing = [k for k in REQUIRED if not isinstance(r.get(k), str) or not r.get(k).strip()]
+        missing = [k for k in REQUIRED if r.get(k) is None or (isinstance(r.get(k), str) and not r.get(k).strip())]
         if missing:
             skip(i, "missing_fields", {**r, "_missing": missing})
+            continue
+        not_text = [k for k in REQUIRED if not isinstance(r.get(k), str)]
+        if not_text:
+            skip(i, "field_not_text", {**r, "_not_text": not_text})
+            continue
+        if r.get("batch") is not None and not _is_int(r["batch"]):
+            skip(i, "batch_not_an_integer", r)
             continue
         if any(isinstance(v, str) and _SURROGATE.search(v) for v in r.values()):
             # a lone surrogate ("\\ud800" in the JSON) is no text: it cannot be hashed, embedded or written
@@ -215,8 +233,11 @@ def choose(acq: np.ndarray, X: np.ndarray | None, prior: np.ndarray, k: int, div
            params: SelectParams, seed: int):
     """score = acquisition x drift prior, its seeded order, and the batch of k (active/batch.py).
     The stage and the benchmark both call this, so the benchmark measures what the stage does."""
-    score = np.asarray(acq, dtype=float) * np.asarray(prior, dtype=float)
-    order = rank(score, seed)
+    prior = np.asarray(prior, dtype=float)
+    score = np.asarray(acq, dtype=float) * prior
+    # exact ties in the score (e.g. every BALD score 0 with one member) go to the drift prior's
+    # boosted pairs first, then a seeded order (rank's, so untied scores order exactly as before)
+    order = np.lexsort((np.random.default_rng(seed).random(len(score)), -prior, -score))
     batch = select_batch(score, X, min(k, len(score)), diversity=diversity, min_distance=params.min_distance,
                          candidate_factor=params.candidate_factor, seed=seed, order=order)
     return score, order, batch
@@ -256,7 +277,9 @@ def select(pool_rows: list, consensus: pd.DataFrame | None, params: SelectParams
         notes.append(f"{strategy} needs select.n_members >= 2 (ensemble disagreement): with one member every "
                      "score is 0 and the order comes from the drift prior and seeded ties")
     acq = acquisition_scores(members, strategy, seed)
-    prior = DriftPrior(np.ones(len(pool)), [""] * len(pool), "drift prior off (select.drift_prior: false)")
+    why_off = ("select.drift_prior: false" if not params.drift_prior else "the pool is empty" if not pool
+               else f"not applied to {'the fallback to ' if params.strategy != 'random' else ''}random selection")
+    prior = DriftPrior(np.ones(len(pool)), [""] * len(pool), f"drift prior off ({why_off})")
     if params.drift_prior and pool and strategy != "random":
         prior = drift_prior([r["prompt"] for r in pool], _reference_prompts(consensus, drift_report), drift_report,
                             boost=params.drift_boost, alpha=params.drift_alpha, seed=seed)
@@ -284,7 +307,10 @@ def select(pool_rows: list, consensus: pd.DataFrame | None, params: SelectParams
         if strategy == "random":
             reason = f"random: seeded draw {r + 1} of {len(pool)} (seed {seed})"
         else:
-            reason = (f"{strategy}={acq[i]:.3f} (P(a preferred)={p_a[i]:.3f}, members' std {spread[i]:.3f}, "
+            # margin and least confidence share one score, 1 - |2p - 1| (higher = closer to a coin flip)
+            what = (f"{strategy}: 1-|2p-1|={acq[i]:.3f}, BT margin |2p-1|={abs(2 * p_a[i] - 1):.3f}"
+                    if strategy in ("margin", "least_confidence") else f"{strategy}={acq[i]:.3f}")
+            reason = (f"{what} (P(a preferred)={p_a[i]:.3f}, members' std {spread[i]:.3f}, "
                       f"{members.shape[0]} member(s))")
             if prior.weights[i] > 1:
                 reason += f"; drift prior x{prior.weights[i]:g} ({prior.region[i]} cluster)"

@@ -59,7 +59,8 @@ def order_rows(df: pd.DataFrame, mode: str, seed: int, phases: int = 3) -> pd.Da
     tiebreak = rng.random(n)
     d = df["difficulty"].to_numpy(dtype=float) if n else np.zeros(0)
     if n:
-        ranks = np.argsort(np.argsort(d, kind="stable"), kind="stable")
+        ranks = np.empty(n, dtype=int)
+        ranks[np.lexsort((tiebreak, d))] = np.arange(n)   # equal difficulty: the seeded order, not position
         phase = np.minimum((ranks * phases) // max(n, 1), phases - 1)
     else:
         phase = np.zeros(0, dtype=int)

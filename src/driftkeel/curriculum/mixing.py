@@ -202,8 +202,13 @@ def build_mix(consensus: pd.DataFrame, params: MixParams, seed: int = 0, *, embe
         from driftkeel.curriculum.synthetic import synthetic_pairs
 
         usable, _ = clean_pool(pool or [], labelled=labelled_pair_ids(consensus))   # human labels win
-        eval_prompts = set(evl["prompt_id"].astype(str))
-        usable = [r for r in usable if str(r.get("prompt_id") or r["prompt"]) not in eval_prompts]
+        # no synthetic pair on an eval prompt: matched by prompt_id and by text (a pool row's prompt_id
+        # is optional, and a row without one must not slip past the id check)
+        eval_ids, eval_texts = set(evl["prompt_id"].astype(str)), set(evl["prompt"].astype(str))
+        n_usable = len(usable)
+        usable = [r for r in usable if str(r.get("prompt_id") or "") not in eval_ids
+                  and str(r["prompt"]) not in eval_texts]
+        n_on_eval = n_usable - len(usable)
         if embedder is None:
             notes.append("mix.synthetic needs pair features (an embedder): no synthetic pairs")
         else:
@@ -214,9 +219,14 @@ def build_mix(consensus: pd.DataFrame, params: MixParams, seed: int = 0, *, embe
                                             min_confidence=params.synthetic_min_confidence,
                                             max_share=params.synthetic_max_share, weight=params.synthetic_weight,
                                             seed=seed, exclude=queued)
+            syn_info["n_excluded_eval_prompt"] = n_on_eval
             if len(syn):
+                # on the human pairs' scale: their weights were divided by the largest cluster factor
                 syn = syn.assign(source="synthetic", p_chosen=np.nan, difficulty=0.0, close=False, region="synthetic",
-                                 era="synthetic")
+                                 era="synthetic", weight=syn["weight"].to_numpy(dtype=float) / max(top, 1e-12))
+                share = float((train_h["source"] == "replay").sum() / (len(train_h) + len(syn)))
+                notes.append(f"{len(syn)} synthetic pairs make the train replay share {share:.3f} "
+                             f"(mix.replay_fraction {fraction} applies to the human-labelled pairs)")
             notes.append(f"synthetic feedback: {syn_info.get('n_synthetic', 0)} pool pairs labelled by the "
                          f"surrogate ensemble (source 'synthetic', train only)")
     train_all = pd.concat([train_h, syn], ignore_index=True) if len(syn) else train_h
@@ -231,7 +241,13 @@ def build_mix(consensus: pd.DataFrame, params: MixParams, seed: int = 0, *, embe
                 .rename(columns={"new": "n_new", "replay": "n_replay"}).reset_index())
     comp_all.columns.name = None
     if len(syn):
-        comp_all["n_synthetic"] = comp_all["batch"].map(comp.get("synthetic", pd.Series(dtype=int))).fillna(0).astype(int)
+        # synthetic pairs come from pool batches the consensus may not hold (or none: batch -1)
+        syn_counts = comp.get("synthetic", pd.Series(dtype=int))
+        extra = sorted(set(syn_counts[syn_counts > 0].index) - set(comp_all["batch"]))
+        if extra:
+            comp_all = pd.concat([comp_all, pd.DataFrame({"batch": extra, "n_new": 0, "n_replay": 0})],
+                                 ignore_index=True).sort_values("batch").reset_index(drop=True)
+        comp_all["n_synthetic"] = comp_all["batch"].map(syn_counts).fillna(0).astype(int)
     n_mix = len(mix)
     tr_w = train["weight"].to_numpy(dtype=float) if len(train) else np.zeros(0)
     region_share = ({f"weight_share_{k}": float(tr_w[(train["region"] == k).to_numpy()].sum() / tr_w.sum())
