@@ -113,8 +113,14 @@ def test_gate_failure_is_recorded_and_register_keeps_the_champion(eval_project):
     assert "< min_reward_accuracy 0.5100" in verdict["reasons"][0]
     record = register_stage.main()
     assert record["promoted"] is False and record["decision"].startswith("not promoted: gate failed")
-    assert record["models"]["policy"] == {**record["models"]["policy"], "version": 2,
-                                          "champion": 1, "challenger": 2}
+    # the same model files as v1 (only the eval data changed): v1 is reused, not registered twice; its
+    # gate tags stay those that promoted it, this verdict is recorded beside them
+    assert record["models"]["policy"] == {**record["models"]["policy"], "version": 1, "reused_version": True,
+                                          "champion": 1, "challenger": 1}
+    from driftkeel.registry.lifecycle import registry_client
+
+    tags = registry_client(eval_project).get_model_version("driftkeel-policy", "1").tags
+    assert tags["driftkeel.gate_passed"] == "true" and tags["driftkeel.last_gate_passed"] == "false"
 
 
 def test_run_evaluation_refuses_a_half_written_model(eval_project):

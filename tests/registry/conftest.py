@@ -35,10 +35,11 @@ def build_tiny_models(out: Path, seed: int = 0) -> dict[str, Path]:
 
 @pytest.fixture(scope="session")
 def tiny_models(tmp_path_factory) -> dict:
-    """Two generations of models: `first` and `second` differ in their weights."""
+    """Three generations of models: `first`, `second` and `third` differ in their weights."""
     base = tmp_path_factory.mktemp("tiny-models")
     return {"first": build_tiny_models(base / "first", seed=0),
-            "second": build_tiny_models(base / "second", seed=1)}
+            "second": build_tiny_models(base / "second", seed=1),
+            "third": build_tiny_models(base / "third", seed=2)}
 
 
 @pytest.fixture(scope="module")

@@ -99,9 +99,11 @@ def test_stale_verdict_never_promotes(project, tiny_models):
     assert stale_baseline_reason(None, None) == "verdict has no baseline record: re-run evaluate"
 
     # the same model and verdict again (a re-run after a kill that landed after the promotion): the
-    # champion is this very model, so the verdict is current and the new version is promoted
+    # champion is this very model, so the verdict is current; the model is registered already, so its
+    # version is reused (no duplicate v3 that a rollback would "roll back" to the same model)
     again = register(project, params, tiny_models["first"], True, {"source": "sft"})
-    assert again["promoted"] is True and again["models"]["policy"]["champion"] == again["models"]["policy"]["version"] == 3
+    assert again["promoted"] is True and again["models"]["policy"]["champion"] == again["models"]["policy"]["version"] == 1
+    assert again["models"]["policy"]["reused_version"] is True and again["models"]["reward"]["version"] == 1
 
 
 def test_rollback_moves_champion_back_and_records_who_why_when(project, tiny_models):
@@ -211,8 +213,13 @@ def test_verdict_is_stale_when_the_reward_champion_moved_since_evaluate(project,
                    reward_champion=2)
     assert rec["promoted"] is False and "reward champion is now v1" in rec["decision"], rec["decision"]
     assert rec["models"]["policy"]["champion"] == 2 and rec["models"]["reward"]["champion"] == 1
-    # evaluated against the current pair: promotes
+    # evaluated against the current pair: not stale, but this reward model is the one a human rolled
+    # back, so register does not bring it back
     rec = register(project, params, tiny_models["second"], True, {"source": "champion", "version": 2},
+                   reward_champion=1)
+    assert rec["promoted"] is False and "the reward model" in rec["decision"] and "was rolled back" in rec["decision"]
+    # a new pair evaluated against the current pair promotes
+    rec = register(project, params, tiny_models["third"], True, {"source": "champion", "version": 2},
                    reward_champion=1)
     assert rec["promoted"] is True, rec["decision"]
     assert stale_reward_reason(None, None) is None and stale_reward_reason({"version": 3}, 3) is None
@@ -235,3 +242,76 @@ def test_a_register_killed_between_the_two_promotions_still_promotes_on_rerun(pr
                    reward_champion=1)
     assert rec["promoted"] is True, rec["decision"]
     assert rec["models"]["policy"]["champion"] == rec["models"]["policy"]["version"]
+
+
+def test_a_rolled_back_model_is_not_promoted_again_by_register(project, tiny_models):
+    """After `rollback`, the champion is again the version an older verdict compared against, so that
+    verdict looks current; re-running register with it (dvc repro -f register, or a changed input of
+    register) used to promote the rolled-back model as a new version."""
+    params = names()
+    register(project, params, tiny_models["first"], True, {"source": "sft"})
+    register(project, params, tiny_models["second"], True, {"source": "champion", "version": 1})
+    rollback(params.policy_model_name, reason="toxicity in prod", user="oncall", root=project, common=COMMON)
+    rec = register(project, params, tiny_models["second"], True, {"source": "champion", "version": 1})
+    assert rec["promoted"] is False and "policy model" in rec["decision"] and "rolled back" in rec["decision"]
+    assert f"--to {rec['models']['policy']['version']}" in rec["decision"]
+    assert rec["models"]["policy"]["champion"] == 1 and rec["models"]["policy"]["version"] == 2
+    client = registry_client(project, COMMON)
+    assert len(client.search_model_versions(f"name = '{params.policy_model_name}'")) == 2   # no duplicate
+    # put back by hand, then the same verdict is a no-op promotion, not a refusal
+    rollback(params.policy_model_name, to_version=2, reason="false alarm", root=project, common=COMMON)
+    rec = register(project, params, tiny_models["second"], True, {"source": "champion", "version": 2},
+                   reward_champion=2)
+    assert rec["promoted"] is True and rec["models"]["policy"]["champion"] == 2, rec["decision"]
+
+
+def test_registering_the_same_models_twice_reuses_the_versions_so_rollback_reaches_the_real_previous(
+        project, tiny_models):
+    params = names()
+    register(project, params, tiny_models["first"], True, {"source": "sft"})
+    verdict = verdict_for(tiny_models["second"], True, {"source": "champion", "version": 1})
+    for _ in range(2):     # a re-run: dvc repro -f register, or after a kill past the promotion
+        rec = register_models(project, COMMON, params, verdict, reward_dir=tiny_models["second"]["reward"],
+                              policy_dir=tiny_models["second"]["policy"])
+        assert rec["promoted"] is True and rec["models"]["policy"]["version"] == 2
+    assert rec["models"]["policy"]["reused_version"] is True
+    client = registry_client(project, COMMON)
+    tags = client.get_model_version(params.policy_model_name, "2").tags
+    assert tags["driftkeel.reregistered_by_run"] == rec["run_id"] and tags["driftkeel.gate_passed"] == "true"
+    assert tags["driftkeel.last_gate_passed"] == "true"
+    out = rollback(params.policy_model_name, reason="regression", root=project, common=COMMON)
+    assert (out["from_version"], out["to_version"]) == (2, 1)
+
+
+def test_rollback_skips_deleted_versions(project, tiny_models):
+    params = names()
+    name = params.policy_model_name
+    register(project, params, tiny_models["first"], True, {"source": "sft"})
+    register(project, params, tiny_models["second"], True, {"source": "champion", "version": 1})
+    register(project, params, tiny_models["third"], True, {"source": "champion", "version": 2}, reward_champion=2)
+    client = registry_client(project, COMMON)
+    # the previous champion (v2) was deleted: the rollback goes one further down
+    client.delete_model_version(name, "2")
+    out = rollback(name, reason="bad v3", root=project, common=COMMON)
+    assert (out["from_version"], out["to_version"]) == (3, 1)
+    # the champion itself deleted (its aliases go with it): the rollback restores the one below it
+    rollback(name, to_version=3, reason="again", root=project, common=COMMON)
+    client.delete_model_version(name, "3")
+    assert "champion" not in client.get_registered_model(name).aliases
+    out = rollback(name, reason="v3 deleted", root=project, common=COMMON)
+    assert (out["from_version"], out["to_version"]) == (None, 1)
+    client.delete_model_version(name, "1")
+    with pytest.raises(RegistryError, match="deleted since: v1, v2, v3|deleted since: v1, v3, v2|deleted since"):
+        rollback(name, reason="nothing left", root=project, common=COMMON)
+
+
+def test_status_reads_a_relative_sqlite_uri_like_mlflow(project, tiny_models, monkeypatch):
+    params = names()
+    register(project, params, tiny_models["first"], True, {"source": "sft"})
+    db = project / "mlflow.db"
+    assert db.exists()
+    monkeypatch.chdir(project)
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", "sqlite:///mlflow.db")    # as a user writes it, from the project
+    st = status(project, COMMON, model_names=[params.policy_model_name])
+    assert st["models"][params.policy_model_name]["registered"] is True
+    assert st["models"][params.policy_model_name]["champion"]["version"] == 1

@@ -191,6 +191,19 @@ def test_store_error_classification():
     assert not is_store_error(MlflowException("Changing param values is not allowed",
                                               error_code=INVALID_PARAMETER_VALUE))
     assert not is_store_error(ValueError("a bug"))
+    # request errors: a missing version is no outage, nor is MLflow refusing something locally
+    # (INTERNAL_ERROR is MLflow's default code); over the wire INTERNAL_ERROR still is one
+    from mlflow.exceptions import RestException
+
+    assert not is_store_error(MlflowException("Model Version (name=m, version=7) not found",
+                                              error_code="RESOURCE_DOES_NOT_EXIST"))
+    assert not is_store_error(MlflowException("Unable to find a logged_model with artifact_path"))
+    assert is_store_error(RestException({"error_code": "INTERNAL_ERROR", "message": "db down"}))
+    assert is_store_error(MlflowException("API request to http://127.0.0.1:5000/api/2.0/mlflow/runs/get "
+                                          "failed with timeout exception"))
+    wrapped = MlflowException("not found", error_code="RESOURCE_DOES_NOT_EXIST")
+    wrapped.__cause__ = sqlite3.OperationalError("disk I/O error")
+    assert is_store_error(wrapped)
 
 
 def test_store_down_at_open_then_next_stage_drains_the_spool(project, server, capsys):

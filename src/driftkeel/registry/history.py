@@ -102,11 +102,16 @@ def champion_lineage(events: list[dict], alias: str = "champion") -> list[int]:
     return stack
 
 
-def previous_version(events: list[dict], current: int | None, alias: str = "champion") -> int | None:
+def previous_version(events: list[dict], current: int | None, alias: str = "champion",
+                     existing: set[int] | None = None) -> int | None:
     """The version a rollback of `alias` returns to: the one below `current` in the lineage (or the
-    lineage top when `current` was set outside driftkeel and is not in it); None if there is none."""
+    lineage top when `current` was set outside driftkeel and is not in it, or is None: the alias
+    was removed, e.g. with its deleted version); None if there is none. `existing`: the versions
+    that still exist; deleted ones are skipped (the next one down is the target)."""
     stack = champion_lineage(events, alias)
     if current is not None and int(current) in stack:
         last = len(stack) - 1 - stack[::-1].index(int(current))
         stack = stack[:last]
+    if existing is not None:
+        stack = [v for v in stack if v in existing]
     return stack[-1] if stack else None

@@ -16,7 +16,6 @@ import os
 import tempfile
 from importlib import metadata
 from pathlib import Path
-from urllib.parse import urlparse
 
 from driftkeel.config import CommonParams, RegisterParams, ConfigError, load_section
 from driftkeel.registry import history
@@ -26,7 +25,7 @@ from driftkeel.registry.modelfiles import (
     fingerprint,
     hf_dir_from_mlflow_download,
 )
-from driftkeel.registry.tracking import _DEFAULT_RETRY_ENV, stage_run, tracking_uri
+from driftkeel.registry.tracking import _DEFAULT_RETRY_ENV, _sqlite_path, stage_run, tracking_uri
 
 CHAMPION, CHALLENGER = "champion", "challenger"
 # role -> (transformers pipeline task, name of the loader in driftkeel.training.models)
@@ -56,10 +55,11 @@ def registry_client(root: str | Path = ".", common: CommonParams | None = None):
 
 
 def _store_missing(uri: str) -> bool:
-    """True for a SQLite store whose file does not exist yet (reading it would create it)."""
+    """True for a SQLite store whose file does not exist yet (reading it would create it). The path is
+    read as MLflow reads it: `sqlite:///mlflow.db` is relative to the working directory."""
     if not uri.startswith("sqlite:///"):
         return False
-    return not Path(urlparse(uri).path).exists()
+    return not _sqlite_path(uri).exists()
 
 
 def _is_not_found(exc) -> bool:
@@ -243,16 +243,57 @@ def _holds(client, model_name: str, version: int | None, fingerprint: str) -> bo
     return tags.get(f"{TAG}fingerprint") == fingerprint
 
 
-def _version_tags(role: str, sr, model_info: dict, verdict: dict) -> dict[str, str]:
-    tags = {f"{TAG}role": role, f"{TAG}run_id": sr.run_id, f"{TAG}parent_run_id": sr.parent_run_id,
-            f"{TAG}fingerprint": model_info["fingerprint"], f"{TAG}source_dir": model_info["path"],
-            f"{TAG}gate_passed": str(bool(verdict.get("passed"))).lower(),
+def _verdict_tags(verdict: dict) -> dict[str, str]:
+    tags = {f"{TAG}gate_passed": str(bool(verdict.get("passed"))).lower(),
             f"{TAG}gate_reasons": "; ".join(verdict.get("reasons") or [])[:4000]}
-    tags.update({k: str(v) for k, v in sr.tags.items() if k.startswith(TAG)})  # git commit, data version
     for key, value in (verdict.get("metrics") or {}).items():
         if isinstance(value, (int, float)) and not isinstance(value, bool):
             tags[f"{TAG}metric.{key}"] = repr(float(value))
     return tags
+
+
+def _version_tags(role: str, sr, model_info: dict, verdict: dict) -> dict[str, str]:
+    tags = {f"{TAG}role": role, f"{TAG}run_id": sr.run_id, f"{TAG}parent_run_id": sr.parent_run_id,
+            f"{TAG}fingerprint": model_info["fingerprint"], f"{TAG}source_dir": model_info["path"]}
+    tags.update({k: str(v) for k, v in sr.tags.items() if k.startswith(TAG)})  # git commit, data version
+    tags.update(_verdict_tags(verdict))
+    return tags
+
+
+def _versions_with_fingerprint(client, model_name: str, fp: str) -> list:
+    """Registered versions of `model_name` holding the model with fingerprint `fp` (READY only),
+    newest first; [] when the model is not registered yet."""
+    from mlflow.exceptions import MlflowException
+
+    try:
+        versions = client.search_model_versions(f"name = '{model_name}'")
+    except MlflowException as exc:
+        if _is_not_found(exc):
+            return []
+        raise
+    same = [v for v in versions if (v.tags or {}).get(f"{TAG}fingerprint") == fp
+            and str(getattr(v, "status", "READY")) in ("READY", "ModelVersionStatus.READY")]
+    return sorted(same, key=lambda v: -int(v.version))
+
+
+def _rolled_back_reason(client, names: dict, versions: dict, fingerprints: dict) -> str | None:
+    """Why this pair may not be promoted because a human rolled one of its models back, else None.
+
+    A rollback records `rolled_back_at` on the version it took the champion alias from. The same model
+    (same fingerprint) must not come back by a register run: neither by a verdict evaluated before the
+    rollback (after it, the champion is again the version that verdict compared against, so the
+    version check alone would call it current) nor by a fresh one (the gate does not know why it was
+    rolled back). `driftkeel rollback --to <version>` puts it back by hand."""
+    for role in ("reward", "policy"):
+        current = alias_version(client, names[role], CHAMPION)
+        for v in _versions_with_fingerprint(client, names[role], fingerprints[role]):
+            at = (v.tags or {}).get(f"{TAG}rolled_back_at")
+            if at and current != int(v.version) and current != versions[role]:
+                return (f"the {role} model (fingerprint {fingerprints[role][:12]}, v{v.version}) was rolled back "
+                        f"from {CHAMPION} at {at}: a rolled-back model is not promoted again by register; "
+                        f"train a new one, or put it back by hand with `driftkeel rollback --model "
+                        f"{names[role]} --to {versions[role]}`")
+    return None
 
 
 def register_models(root: str | Path, common: CommonParams, params: RegisterParams, verdict: dict, *,
@@ -270,14 +311,27 @@ def register_models(root: str | Path, common: CommonParams, params: RegisterPara
         client = MlflowClient()
         context = {"run_id": sr.run_id, **{k: v for k, v in sr.tags.items() if k.startswith(TAG)}}
         versions: dict[str, int] = {}
+        reused: dict[str, bool] = {}
         for role in ("reward", "policy"):
+            same = _versions_with_fingerprint(client, names[role], checked[role]["fingerprint"])
+            if same:
+                # this very model is registered already (a re-run after a kill, `dvc repro -f register`,
+                # a retrain that reproduced it): no second version of it, or a rollback from the copy
+                # would land on the same model. Its gate tags stay those it was registered with (they
+                # are replaced below only if this verdict promotes it); this verdict goes to last_*.
+                versions[role], reused[role] = int(same[0].version), True
+                for key, value in {f"{TAG}reregistered_by_run": sr.run_id,
+                                   f"{TAG}last_gate_passed": str(bool(verdict.get("passed"))).lower(),
+                                   f"{TAG}last_gate_reasons": "; ".join(verdict.get("reasons") or [])[:4000]}.items():
+                    client.set_model_version_tag(names[role], str(versions[role]), key, value)
+                continue
             info = log_model_dir(checked[role]["path"], role, names[role],
                                  description=f"registered by run {sr.run_id}")
             if verify_weights and not _same_weights(Path(checked[role]["path"]), info.model_id):
                 raise ModelDirError(f"{checked[role]['path']}: logged weights differ from the source")
             mv = mlflow.register_model(info.model_uri, names[role],
                                        tags=_version_tags(role, sr, checked[role], verdict))
-            versions[role] = int(mv.version)
+            versions[role], reused[role] = int(mv.version), False
         client.set_model_version_tag(names["policy"], str(versions["policy"]), f"{TAG}reward_version",
                                      str(versions["reward"]))
         client.set_model_version_tag(names["reward"], str(versions["reward"]), f"{TAG}policy_version",
@@ -300,11 +354,15 @@ def register_models(root: str | Path, common: CommonParams, params: RegisterPara
             # likewise for the reward alias, which register moves first: killed between the two
             # promotions, the reward champion is already this verdict's reward model (by fingerprint)
             stale_reward = None
-        stale = stale or stale_reward
+        stale = stale or stale_reward or _rolled_back_reason(
+            client, names, versions, {r: checked[r]["fingerprint"] for r in ("reward", "policy")})
         promoted = bool(verdict.get("passed")) and stale is None
         if promoted:
             why = "; ".join(c["reason"] for c in verdict.get("checks", [])) or "gate passed"
             for role in ("reward", "policy"):
+                if reused[role]:   # the champion's gate tags: the verdict that promoted it
+                    for key, value in _verdict_tags(verdict).items():
+                        client.set_model_version_tag(names[role], str(versions[role]), key, value)
                 events.append(move_alias(client, names[role], CHAMPION, versions[role],
                                          action="promote", user=user, context=context,
                                          reason=f"gate passed: {why}"))
@@ -318,6 +376,7 @@ def register_models(root: str | Path, common: CommonParams, params: RegisterPara
             "data_version": sr.tags.get(f"{TAG}data_version"), "gate_passed": bool(verdict.get("passed")),
             "promoted": promoted, "decision": decision,
             "models": {role: {"name": names[role], "version": versions[role],
+                              "reused_version": reused[role],
                               "fingerprint": checked[role]["fingerprint"],
                               "champion": alias_version(client, names[role], CHAMPION),
                               "challenger": alias_version(client, names[role], CHALLENGER)}
@@ -353,10 +412,15 @@ def rollback(model_name: str, to_version: int | None = None, *, reason: str, use
     current = alias_version(client, model_name, alias)
     events = history.read_history(client, model_name)
     if to_version is None:
-        target = history.previous_version(events, current, alias)
+        # versions deleted since (deleting a version also drops its aliases) are no rollback target
+        existing = {int(v.version) for v in client.search_model_versions(f"name = '{model_name}'")}
+        target = history.previous_version(events, current, alias, existing=existing)
         if target is None:
+            lineage = history.champion_lineage(events, alias)
+            gone = [v for v in lineage if v not in existing]
             raise RegistryError(f"{model_name}: no previous {alias} to roll back to "
-                                f"(current: {current}, {len(events)} alias events)")
+                                f"(current: {current}, {len(events)} alias events"
+                                + (f"; deleted since: {', '.join(f'v{v}' for v in gone)}" if gone else "") + ")")
     else:
         target = int(to_version)
     if target == current:

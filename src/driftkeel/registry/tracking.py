@@ -233,7 +233,9 @@ def configure(root: Path, common: CommonParams):
 NO_SPOOL_STAGES = frozenset({"register"})
 # MlflowException codes that mean "this request is wrong", not "the store is unavailable"
 _CLIENT_ERROR_CODES = frozenset({"INVALID_PARAMETER_VALUE", "RESOURCE_ALREADY_EXISTS", "INVALID_STATE",
-                                 "MALFORMED_REQUEST", "RESOURCE_CONFLICT", "BAD_REQUEST"})
+                                 "MALFORMED_REQUEST", "RESOURCE_CONFLICT", "BAD_REQUEST",
+                                 "RESOURCE_DOES_NOT_EXIST", "PERMISSION_DENIED", "UNAUTHENTICATED",
+                                 "CUSTOMER_UNAUTHORIZED"})
 
 
 def is_store_error(exc: BaseException) -> bool:
@@ -255,10 +257,19 @@ def is_store_error(exc: BaseException) -> bool:
         if isinstance(exc, sqlalchemy.exc.SQLAlchemyError):
             return not isinstance(exc, sqlalchemy.exc.IntegrityError)
     if isinstance(exc, MlflowException):
-        if exc.error_code not in _CLIENT_ERROR_CODES:
-            return True
         cause = exc.__cause__  # the SQL store wraps e.g. "file is not a database" as BAD_REQUEST
-        return cause is not None and cause is not exc and is_store_error(cause)
+        if cause is not None and cause is not exc and is_store_error(cause):
+            return True
+        if exc.error_code in _CLIENT_ERROR_CODES:
+            return False
+        if exc.error_code == "INTERNAL_ERROR":
+            # MLflow's default code: an outage only when it came over the wire (a server's error
+            # response, or the REST client's "API request to ... failed" after its retries), not
+            # when MLflow's own code refused something locally (a logging or registration error)
+            from mlflow.exceptions import RestException
+
+            return isinstance(exc, RestException) or str(exc.message).startswith("API request")
+        return True
     return False
 
 
