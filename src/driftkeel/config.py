@@ -40,6 +40,9 @@ class CommonParams(_Section):
     max_response_tokens: int = Field(48, ge=4)
 
 
+SOURCE_NAME_MAX = 64     # a source name prefixes ids: "<name>:<id>#<n>" must stay within the id limit
+
+
 class SourceParams(_Section):
     """One user file (or annotation folder) of `data.files.sources` (see docs/real-data.md)."""
     format: Literal["hh", "pairs", "prompts", "annotations"]
@@ -63,7 +66,19 @@ class FilesParams(_Section):
     def _distinct_names(cls, sources: list[SourceParams]) -> list[SourceParams]:
         # a source's name prefixes its comparison ids and is its judgements' annotator id: two sources
         # of one name (e.g. a/pairs.jsonl and b/pairs.jsonl) would mix their rows
+        import re
+
+        from driftkeel.validation.suite import BAD_ID_CHARS
+
         names = [s.name or Path(s.path).name.split(".")[0] for s in sources]
+        for n, s in zip(names, sources):
+            # the name becomes part of every id the validate stage checks (comparison, judgement and
+            # annotator ids): a name it would refuse must fail here, not quarantine every row later
+            what = f"source name {n!r}" + ("" if s.name else f" (the stem of {s.path}: set `name`)")
+            if not n or re.search(BAD_ID_CHARS, n):
+                raise ValueError(f"{what}: no whitespace, control characters, / or \\, nor a leading '.'")
+            if len(n) > SOURCE_NAME_MAX:
+                raise ValueError(f"{what}: longer than {SOURCE_NAME_MAX} characters")
         dup = sorted({n for n in names if names.count(n) > 1})
         if dup:
             raise ValueError(f"two sources share the name {dup} (the file stem by default): give each a `name`")

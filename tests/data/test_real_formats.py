@@ -80,7 +80,7 @@ def test_bad_hh_dialogues():
     res = load_hh(BAD / "hh.jsonl")
     assert (res.rows_in, res.rows_used) == (6, 1)
     assert _reasons(res) == {2: ["unsplittable_dialogue"], 3: [f"{REGEX}:chosen"], 4: ["unsplittable_dialogue"],
-                             5: [f"{NULL}:prompt", f"{NULL}:chosen", f"{NULL}:rejected"], 6: ["not_a_json_object"]}
+                             5: [f"{NULL}:chosen", f"{NULL}:rejected"], 6: ["not_a_json_object"]}   # hh has no prompt field
     assert res.rows[0]["prompt"] == "\n\nHuman: Hi\n\nAssistant:" and res.rows[0]["chosen"] == "Hello there."
 
 

@@ -237,11 +237,11 @@ def _not_object(row, draw, ctx):
 
 
 def _random_bytes(row, draw, ctx):
-    return draw(st.binary(min_size=1, max_size=200)).replace(b"\n", b"?"), None
+    return draw(st.binary(min_size=1, max_size=200)).replace(b"\n", b"?").replace(b"\r", b"?"), None   # one line
 
 
 def _random_text(row, draw, ctx):
-    return draw(st.text(min_size=1, max_size=200)).replace("\n", " ").encode("utf-8", "surrogatepass"), None
+    return draw(st.text(min_size=1, max_size=200)).replace("\n", " ").replace("\r", " ").encode("utf-8", "surrogatepass"), None
 
 
 FAULTS = [_wrong_type, _missing, _extra, _non_finite, _empty, _huge, _invalid_utf8, _surrogate, _control,
@@ -287,8 +287,10 @@ def batches(draw):
             n_lines += 1
             lines.append(line)
             cases.append((f, len(lines), name, expected))
-        crlf, bom, final_newline = draw(st.booleans()), draw(st.integers(0, 5)) == 0, draw(st.booleans())
-        data = (b"\r\n" if crlf else b"\n").join(lines) + ((b"\r\n" if crlf else b"\n") if final_newline else b"")
+        # line ends: LF, CRLF, or a lone CR (old Mac files)
+        end, bom, final_newline = (draw(st.sampled_from([b"\n", b"\r\n", b"\r"])), draw(st.integers(0, 5)) == 0,
+                                   draw(st.booleans()))
+        data = end.join(lines) + (end if final_newline else b"")
         files.append((b"\xef\xbb\xbf" if bom else b"") + data)
         ctx["earlier_clean_file"] = ctx["earlier_clean_file"] or clean_here
         if clean_stamps:
@@ -303,10 +305,12 @@ def _non_blank_lines(data: bytes) -> list[int]:
     parts = data.split(b"\n")
     if parts and parts[-1] == b"":
         parts = parts[:-1]
+    # a line ends at CRLF, LF or a lone CR
+    pieces = [piece for part in parts for piece in (part[:-1] if part.endswith(b"\r") else part).split(b"\r")]
     out = []
-    for n, part in enumerate(parts, 1):
+    for n, part in enumerate(pieces, 1):
         try:
-            blank = not part.rstrip(b"\r").decode("utf-8").strip()
+            blank = not part.decode("utf-8").strip()
         except UnicodeDecodeError:
             blank = False
         if not blank:

@@ -198,9 +198,11 @@ def labels_to_batch(labels: list[dict], queue: list[dict], batch: int, *, defaul
 def _judged(stream: list[Path]) -> dict[tuple[str, str], str]:
     """(comparison_id, annotator_id) -> name of the first stream file holding that judgement. Lines that
     are not JSON objects are skipped here (the validate stage quarantines them)."""
+    from driftkeel.validation.reader import iter_lines
+
     out: dict[tuple[str, str], str] = {}
     for path in stream:
-        for line in path.read_bytes().split(b"\n"):
+        for _, line in iter_lines(path):
             try:
                 row = json.loads(line)
             except (ValueError, RecursionError):

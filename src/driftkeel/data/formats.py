@@ -12,9 +12,10 @@ Formats (docs/real-data.md has examples):
                   (``item_id, gold``) and ``items.csv`` (``item_id`` + text columns).
 
 Every non-blank line (CSV: data row, of labels.csv, gold.csv and items.csv) is one row in; a UTF-8 byte
-order mark before the first line is not part of it. A file that cannot be read at all (a truncated or
+order mark before the first line is not part of it; a line ends at LF, CRLF or a lone CR. A file that cannot be read at all (a truncated or
 corrupt .gz) raises ValueError naming the file. A row is quarantined, with every reason it has, when
 it cannot be read (``invalid_utf8``, ``malformed_json``, ``not_a_json_object``, ``not_text:<field>``,
+``duplicate_key:<field>``, ``invalid_unicode:<field>`` (a lone surrogate escape),
 ``missing_column:<c>`` for a CSV header without a required column, ``csv_extra_values`` for a CSV row
 longer than its header, ``unsplittable_dialogue``), when
 it fails an expectation of its format's GX suite (reason ``<expectation type>:<column>``, as in the
@@ -34,12 +35,12 @@ Asserted: ``rows_in == rows_used + rows_quarantined``.
 """
 from __future__ import annotations
 
-import codecs
 import csv
 import gzip
 import hashlib
 import io
 import json
+import math
 import os
 import re
 import zlib
@@ -49,6 +50,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from driftkeel.config import SOURCE_NAME_MAX
 from driftkeel.data.loaders import split_dialogue
 from driftkeel.validation.suite import BAD_ID_CHARS, CONTROL_CHARS, MAX_ID_CHARS, NOT_BLANK, reason_of
 
@@ -57,6 +59,9 @@ os.environ.setdefault("GX_ANALYTICS_ENABLED", "false")
 ISO_8601 = r"^\d{4}-\d{2}-\d{2}[T ]\d{2}:\d{2}(?::\d{2}(?:\.\d{1,9})?)?(?:Z|[+-]\d{2}:?\d{2})?$"
 RAW_MAX_CHARS = 500
 _SURROGATE = re.compile("[\udc80-\udcff]")     # a byte that was not UTF-8 (decoded with surrogateescape)
+_LONE_SURROGATE = re.compile("[\ud800-\udfff]")  # "\\ud800" escapes in JSON: valid JSON, not encodable text
+_NOT_JSONL = (".parquet", ".pq", ".csv", ".tsv", ".xlsx", ".xls", ".zip", ".arrow", ".feather", ".pkl",
+              ".pickle", ".npy", ".npz", ".h5", ".hdf5", ".avro", ".orc")
 PAIR_FIELDS = ("id", "prompt", "chosen", "rejected", "domain", "group", "batch", "timestamp", "split")
 PROMPT_FIELDS = ("id", "text", "timestamp", "category")
 LABEL_FIELDS = ("item_id", "worker_id", "label")
@@ -69,18 +74,20 @@ MESSAGES = {
     "not_a_json_object": "the line is JSON but not an object",
     "not_text": "this field must be a string",
     "not_int": "this field must be an integer",
+    "duplicate_key": "this field is given twice in the JSON object (which one is meant?)",
+    "invalid_unicode": "this field holds a lone surrogate escape (e.g. \\ud800): not encodable text",
     "missing_column": "the CSV header lacks this required column (wrong columns)",
     "csv_extra_values": "the CSV row has more values than the header has columns (an unquoted comma?)",
     "duplicate_gold_item": "an earlier gold.csv row already gives this item's gold label (the first is kept)",
     "duplicate_item": "an earlier items.csv row already gives this item's text (the first is kept)",
-    "unknown_item": "items.csv row for an item that has no judgement",
+    "unknown_item": "items.csv row for an item that has no used judgement (none, or all quarantined)",
     "unsplittable_dialogue": "chosen/rejected are not two dialogues sharing every turn but the last "
-                             "'\\n\\nAssistant:' turn",
-    "identical_responses": "chosen and rejected are the same text",
+                             "'\\n\\nAssistant:' turn (which must end the dialogue: no Human turn after it)",
+    "identical_responses": "chosen and rejected are the same text (up to leading/trailing whitespace)",
     "timestamp_not_an_instant": "timestamp in ISO 8601 form but no point in time (e.g. month 13)",
     "group_in_both_splits": "this group (prompt) also has rows in the other split (the first row's split wins)",
     "worker_single_judgement": "this worker has only one judgement in the file (no reliability estimate)",
-    "unknown_gold_item": "gold label for an item that has no judgement",
+    "unknown_gold_item": "gold label for an item that has no used judgement (none, or all quarantined)",
     "expect_column_values_to_not_be_null": "this field is missing or null (wrong columns?)",
     "expect_column_values_to_match_regex": "this field is empty/blank or not in the expected format",
     "expect_column_values_to_not_match_regex": "forbidden characters (control characters; in ids also "
@@ -155,12 +162,28 @@ def _read_jsonl(path: Path, fields: tuple[str, ...], limit: int | None, ints: tu
         raise ValueError(f"{path}: cannot be read ({exc.strerror or exc})") from None
 
 
+def _check_file_type(path: Path, fmt: str) -> None:
+    """JSON Lines only: a table or archive file would be "read" line by line as bytes, giving counts
+    that mean nothing. Refused by name (.parquet, .csv, ...) or by its first bytes (Parquet, zip)."""
+    name = path.name.lower()
+    if name.endswith(_NOT_JSONL):
+        raise ValueError(f"{path}: the {fmt} format reads JSON Lines (.jsonl or .jsonl.gz), not "
+                         f"{name[name.rfind('.'):]} files: convert it (e.g. pandas.read_parquet(...).to_json(..., "
+                         "orient='records', lines=True))")
+    if path.is_file():
+        with path.open("rb") as fh:
+            head = fh.read(4)
+        if head in (b"PAR1", b"PK\x03\x04"):
+            raise ValueError(f"{path}: a {'Parquet' if head == b'PAR1' else 'zip'} file, not JSON Lines: the "
+                             f"{fmt} format reads .jsonl or .jsonl.gz")
+
+
 def _read_jsonl_rows(path: Path, fields: tuple[str, ...], limit: int | None, ints: tuple[str, ...]) -> list[_Row]:
+    from driftkeel.validation.reader import split_lines
+
     rows: list[_Row] = []
     with _open_bytes(path) as fh:
-        for line_no, raw in enumerate(fh, 1):
-            if line_no == 1 and raw.startswith(codecs.BOM_UTF8):
-                raw = raw[len(codecs.BOM_UTF8):]        # a UTF-8 byte order mark is not part of the first row
+        for line_no, raw in split_lines(fh):   # CRLF, LF or a lone CR ends a line; a BOM is not part of it
             if not raw.strip():
                 continue
             if limit is not None and len(rows) >= limit:
@@ -168,7 +191,7 @@ def _read_jsonl_rows(path: Path, fields: tuple[str, ...], limit: int | None, int
             row = _Row(line_no, raw[:RAW_MAX_CHARS].decode("utf-8", "replace"))
             rows.append(row)
             try:
-                obj = json.loads(raw.decode("utf-8"))
+                obj = json.loads(raw.decode("utf-8"), object_pairs_hook=_pairs_hook)
             except UnicodeDecodeError:
                 row.reasons.append("invalid_utf8")
                 continue
@@ -178,6 +201,7 @@ def _read_jsonl_rows(path: Path, fields: tuple[str, ...], limit: int | None, int
             if not isinstance(obj, dict):
                 row.reasons.append("not_a_json_object")
                 continue
+            row.reasons += [f"duplicate_key:{k}" for k in getattr(obj, "duplicates", ()) if k in fields]
             rec = {}
             for f in fields:
                 v = obj.get(f)
@@ -186,9 +210,16 @@ def _read_jsonl_rows(path: Path, fields: tuple[str, ...], limit: int | None, int
                         row.reasons.append(f"not_int:{f}")
                         v = None
                 elif isinstance(v, (int, float)) and not isinstance(v, bool) and f in ("id", "group"):
-                    v = str(v)                  # numeric ids are fine as text
+                    if isinstance(v, float) and not math.isfinite(v):
+                        row.reasons.append(f"not_text:{f}")   # NaN / Infinity / 1e400: no id
+                        v = None
+                    else:
+                        v = str(v)                  # numeric ids are fine as text
                 elif v is not None and not isinstance(v, str):
                     row.reasons.append(f"not_text:{f}")
+                    v = None
+                elif isinstance(v, str) and _LONE_SURROGATE.search(v):
+                    row.reasons.append(f"invalid_unicode:{f}")   # "\\ud800" in the JSON: no text
                     v = None
                 rec[f] = v
             rec["_obj"] = obj
@@ -196,15 +227,43 @@ def _read_jsonl_rows(path: Path, fields: tuple[str, ...], limit: int | None, int
     return rows
 
 
+class _Obj(dict):
+    duplicates: tuple = ()
+
+
+def _pairs_hook(pairs: list) -> dict:
+    obj = _Obj(pairs)
+    if len(obj) != len(pairs):
+        seen: set = set()
+        obj.duplicates = tuple(k for k, _ in pairs if k in seen or seen.add(k))
+    return obj
+
+
+def _csv_records(reader):
+    """(physical line number where the record starts, values) for every record of a csv.reader (a
+    quoted field may span several lines, so record numbers are not line numbers)."""
+    start = 1
+    for values in reader:
+        yield start, values
+        start = reader.line_num + 1
+
+
 def _read_csv(path: Path, required: tuple[str, ...], limit: int | None) -> tuple[list[_Row], list[str]]:
     # bytes that are not UTF-8 become lone surrogates (surrogateescape): the rows holding them are
     # quarantined as invalid_utf8 instead of being read with replacement characters
     text = path.read_bytes().decode("utf-8-sig", "surrogateescape")
-    reader = csv.reader(io.StringIO(text))
-    header = next(reader, [])
+    # newline="": the csv module sees the line ends itself (CRLF, LF, a lone CR; line breaks inside
+    # quoted fields kept); no field-size limit of its own (a long item text is a text, not an error)
+    csv.field_size_limit(2**31 - 1)
+    reader = csv.reader(io.StringIO(text, newline=""))
+    try:
+        yield_rows = list(_csv_records(reader))
+    except csv.Error as exc:
+        raise ValueError(f"{path}: not readable as CSV after line {reader.line_num}: {exc}") from None
+    header = [h.strip() for h in yield_rows[0][1]] if yield_rows else []
     missing = [c for c in required if c not in header]
     rows: list[_Row] = []
-    for line_no, values in enumerate(reader, 2):
+    for line_no, values in yield_rows[1:]:
         if not any(v.strip() for v in values):
             continue
         if limit is not None and len(rows) >= limit:
@@ -264,10 +323,13 @@ def _apply(rows: list[_Row], frame_rows: list[_Row], frame: pd.DataFrame, unexpe
         for i in idx:
             if reason.startswith("expect_column_values_to_not_be_null:"):
                 col = reason.split(":", 1)[1]
-                if any(r.endswith(":" + col) and r.startswith(("not_text", "not_int", "missing_column"))
+                if any(r.endswith(":" + col) and r.startswith(("not_text", "not_int", "missing_column",
+                                                               "invalid_unicode"))
                        for r in frame_rows[i].reasons) or (
-                        col == "prompt" and "unsplittable_dialogue" in frame_rows[i].reasons):
-                    continue
+                        col == "prompt" and "unsplittable_dialogue" in frame_rows[i].reasons) or (
+                        col == "prompt" and frame_rows[i].record.get("_hh")
+                        and frame_rows[i].record.get("prompt") is None):
+                    continue     # hh has no prompt field: its prompt comes from chosen / rejected
             frame_rows[i].reasons.append(reason)
     return deferred
 
@@ -287,14 +349,19 @@ def _mark_duplicates(frame_rows: list[_Row], shared: set, reason: str, key: tupl
             used.add(k)
 
 
-def _text_expectations(required: list[str], texts: list[str], ids: list[str]) -> list:
+# a row id becomes "<source name>:<id>#<n>" (comparison and judgement ids, at most MAX_ID_CHARS long);
+# ids that would not fit are quarantined here, where the row is read, not later in validate
+USER_ID_MAX = MAX_ID_CHARS - SOURCE_NAME_MAX - 8
+
+
+def _text_expectations(required: list[str], texts: list[str], ids: list[str], max_id: int = USER_ID_MAX) -> list:
     import great_expectations.expectations as gxe
 
     ex = [gxe.ExpectColumnValuesToNotBeNull(column=c) for c in required]
     ex += [gxe.ExpectColumnValuesToMatchRegex(column=c, regex=NOT_BLANK) for c in [*ids, *texts]]
     ex += [gxe.ExpectColumnValuesToNotMatchRegex(column=c, regex=CONTROL_CHARS) for c in texts]
     ex += [gxe.ExpectColumnValuesToNotMatchRegex(column=c, regex=BAD_ID_CHARS) for c in ids]
-    ex += [gxe.ExpectColumnValueLengthsToBeBetween(column=c, max_value=MAX_ID_CHARS) for c in ids]
+    ex += [gxe.ExpectColumnValueLengthsToBeBetween(column=c, max_value=max_id) for c in ids]
     return ex
 
 
@@ -335,8 +402,8 @@ def _pairs_checks(path: Path, fmt: str, rows: list[_Row]) -> FormatResult:
             continue
         if rec.get("id") is None and "id" not in rec["_obj"]:
             rec["id"] = f"{stem}-{r.line_no:06d}"          # no id field: the line number is the id
-        if rec.get("group") is None and isinstance(rec.get("prompt"), str):
-            rec["group"] = _digest(rec["prompt"])          # no group: the prompt text is the group
+        if (rec.get("group") is None or not str(rec["group"]).strip()) and isinstance(rec.get("prompt"), str):
+            rec["group"] = _digest(rec["prompt"])          # no (or a blank) group: the prompt text is the group
         rec["_line_no"] = r.line_no
     obj_rows = [r for r in rows if r.record is not None]
     cols = ["id", "prompt", "chosen", "rejected", "group", "split", "timestamp"]
@@ -350,7 +417,8 @@ def _pairs_checks(path: Path, fmt: str, rows: list[_Row]) -> FormatResult:
     shared = _apply(rows, obj_rows, frame, unexpected, {unique: "id"})
     for r in obj_rows:
         rec = r.record
-        if rec.get("chosen") is not None and rec.get("chosen") == rec.get("rejected"):
+        c, j = rec.get("chosen"), rec.get("rejected")
+        if isinstance(c, str) and isinstance(j, str) and c.strip() == j.strip():
             r.reasons.append("identical_responses")
         ts = rec.get("timestamp")
         if ts is not None and not r.reasons and _parse_ts(ts) is None:
@@ -386,19 +454,25 @@ def _parse_ts(text: str):
 def load_pairs(path: str | Path, limit: int | None = None) -> FormatResult:
     """Preference pairs ``{"prompt","chosen","rejected"}`` (+ optional id, domain, group, batch, timestamp, split)."""
     path = Path(path)
+    _check_file_type(path, "pairs")
     return _pairs_checks(path, "pairs", _read_jsonl(path, PAIR_FIELDS, limit, ints=("batch",)))
 
 
 def load_hh(path: str | Path, limit: int | None = None) -> FormatResult:
     """HH-RLHF dialogues ``{"chosen","rejected"}`` (+ optional id) -> pairs (prompt ends with "\\n\\nAssistant:")."""
     path = Path(path)
+    _check_file_type(path, "hh")
     rows = _read_jsonl(path, ("id", "chosen", "rejected"), limit)
     for r in rows:
         rec = r.record
+        if rec is not None:
+            rec["_hh"] = True
         if rec is None or rec["chosen"] is None or rec["rejected"] is None:
             continue
         try:
             prompt, chosen, rejected = split_dialogue(rec["chosen"], rec["rejected"])
+            if "\n\nHuman:" in chosen or "\n\nHuman:" in rejected:
+                raise ValueError("a Human turn after the last Assistant turn")
         except ValueError:
             r.reasons.append("unsplittable_dialogue")
             prompt, chosen, rejected = None, rec["chosen"], rec["rejected"]
@@ -412,6 +486,7 @@ def load_prompts(path: str | Path, limit: int | None = None) -> FormatResult:
     import great_expectations.expectations as gxe
 
     path = Path(path)
+    _check_file_type(path, "prompts")
     rows = _read_jsonl(path, PROMPT_FIELDS, limit)
     obj_rows = [r for r in rows if r.record is not None]
     frame = pd.DataFrame({c: pd.Series([r.record.get(c) for r in obj_rows], dtype="object")
@@ -422,6 +497,10 @@ def load_prompts(path: str | Path, limit: int | None = None) -> FormatResult:
     unexpected = run_expectations(frame, ex, "prompts")
     unique = reason_of("expect_column_values_to_be_unique", "id")
     shared = _apply(rows, obj_rows, frame, unexpected, {unique: "id"})
+    for r in obj_rows:
+        ts = r.record.get("timestamp")
+        if ts is not None and not r.reasons and _parse_ts(ts) is None:
+            r.reasons.append("timestamp_not_an_instant")
     _mark_duplicates(obj_rows, shared.get(unique, set()), unique, ("id",))
     stem = path.name.split(".")[0]
     return _finish(FormatResult("prompts", str(path)), rows,
@@ -436,22 +515,25 @@ def load_annotations(folder: str | Path, labels: list[str] | None = None, limit:
     import great_expectations.expectations as gxe
 
     folder = Path(folder)
+    if not folder.is_dir():
+        hint = f" (its folder is {folder.parent})" if folder.name in ("labels.csv", "gold.csv", "items.csv") else ""
+        raise ValueError(f"{folder}: the annotations format reads a folder holding labels.csv (+ gold.csv, "
+                         f"items.csv), not a file{hint}")
+    if not (folder / "labels.csv").is_file():
+        raise ValueError(f"{folder}: no labels.csv in this folder (columns item_id, worker_id, label)")
     res = FormatResult("annotations", str(folder / "labels.csv"))
     gold_rows, gold_missing = ([], [])
     if (folder / "gold.csv").exists():
         gold_rows, gold_missing = _read_csv(folder / "gold.csv", GOLD_FIELDS, None)
     rows, missing = _read_csv(folder / "labels.csv", LABEL_FIELDS, limit)
     if labels is None:
-        seen = sorted({r.record["gold"] for r in gold_rows if r.record.get("gold")}) or \
-            sorted({r.record["label"] for r in rows if r.record.get("label")})
-        if len(seen) != 2:
-            raise ValueError(f"{folder}: cannot infer two labels (found {seen[:10]}); set `labels` for this source")
-        labels = seen
+        labels = _infer_labels(folder, rows, missing, gold_rows)
     if len(labels) != 2:
         raise ValueError(f"{folder}: `labels` must name exactly two labels (a, b), got {labels}")
     res.labels = list(labels)
     frame = pd.DataFrame({c: pd.Series([r.record.get(c) for r in rows], dtype="object") for c in LABEL_FIELDS})
-    ex = _text_expectations(list(LABEL_FIELDS), [], ["item_id", "worker_id"])
+    ex = _text_expectations(list(LABEL_FIELDS), [], ["item_id"])
+    ex += _text_expectations([], [], ["worker_id"], max_id=MAX_ID_CHARS)     # annotator ids as they are
     ex += [gxe.ExpectColumnValuesToBeInSet(column="label", value_set=list(labels)),
            gxe.ExpectCompoundColumnsToBeUnique(column_list=["item_id", "worker_id"])]
     unexpected = run_expectations(frame, ex, "annotations") if not missing else {}
@@ -505,6 +587,25 @@ def load_annotations(folder: str | Path, labels: list[str] | None = None, limit:
     res.extra |= {"items_rows_in": len(item_rows), "items_rows_used": i_used, "items_rows_quarantined": i_quarantined}
     res.check()
     return res
+
+
+def _infer_labels(folder: Path, rows: list[_Row], missing: list[str], gold_rows: list[_Row]) -> list[str]:
+    """The two labels (a, b order: sorted) when the source does not set `labels`: the distinct labels of
+    labels.csv and gold.csv together. When there are more, the two most frequent are the labels if
+    every other one is a stray (at most a quarter as frequent as the rarer of the two, e.g. a typo):
+    its rows are quarantined as unknown labels. Otherwise (e.g. a third real label) it is an error."""
+    if missing:
+        raise ValueError(f"{folder / 'labels.csv'}: the header lacks {missing} (the columns are item_id, "
+                         "worker_id, label; spaces around a name are ignored)")
+    counts = Counter(r.record["label"] for r in rows if r.record.get("label"))
+    counts.update(r.record["gold"] for r in gold_rows if r.record.get("gold"))
+    if len(counts) == 2:
+        return sorted(counts)
+    top = counts.most_common()
+    if len(top) > 2 and top[2][1] * 4 <= top[1][1]:
+        return sorted(k for k, _ in top[:2])      # stray labels: quarantined as unknown labels
+    raise ValueError(f"{folder}: cannot infer two labels from labels.csv and gold.csv (found, with counts: "
+                     f"{top[:10]}); set `labels: [<a>, <b>]` for this source")
 
 
 LOADERS = {"hh": load_hh, "pairs": load_pairs, "prompts": load_prompts}

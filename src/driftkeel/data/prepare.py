@@ -190,9 +190,11 @@ def build(p: DataParams, root: Path, now: datetime | None = None) -> dict:
                 ra, rb = (r["rejected"], r["chosen"]) if swap else (r["chosen"], r["rejected"])
                 pool.append({"pair_id": f"{name}:{r['id']}", "prompt_id": _pid(r["prompt"]), "prompt": r["prompt"],
                              "response_a": ra, "response_b": rb, "batch": 0, "policy_version": "unknown"})
-            for k, r in enumerate(held):
+            held_groups = list(dict.fromkeys(r["group"] for r in held))      # in order of first appearance
+            pre_groups = set(held_groups[:len(held_groups) // 2])
+            for r in held:
                 if len(pair_sources) == 1:
-                    sl = "pre" if k < len(held) // 2 else "post"
+                    sl = "pre" if r["group"] in pre_groups else "post"    # by group: a prompt is in one slice
                 else:
                     sl = "post" if si == pair_sources[-1] else "pre"
                 eval_pairs.append({"pair_id": f"{name}:{r['id']}", "prompt": r["prompt"], "chosen": r["chosen"],

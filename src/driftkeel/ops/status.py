@@ -22,8 +22,9 @@ from driftkeel.config import CommonParams, ConfigError, InboxParams, parse_secti
 def _lines(path: Path) -> int | None:
     if not path.exists():
         return None
-    with path.open("rb") as fh:
-        return sum(1 for line in fh if line.strip())
+    from driftkeel.validation.reader import iter_lines
+
+    return sum(1 for _, line in iter_lines(path) if line.strip())
 
 
 def _mtime(path: Path) -> str | None:

@@ -184,13 +184,28 @@ def _object_hook(pairs: list[tuple[str, Any]]) -> _Object:
 
 
 # ----------------------------------------------------------------------------- reading
+def split_lines(chunks) -> Iterator[tuple[int, bytes]]:
+    """(line number, bytes without the line ending) for the lines of a binary stream (`chunks`: its
+    b"\n"-terminated pieces, e.g. an open file). A line ends at "\r\n", "\n" or a lone "\r" (old Mac
+    files: read as one line they would be one bad row); a raw CR cannot occur inside a JSON value, so
+    no JSON row is cut. A UTF-8 byte order mark before the first line is not part of it."""
+    n = 0
+    for i, line in enumerate(chunks):
+        if i == 0 and line.startswith(_BOM):
+            line = line[len(_BOM):]
+        if line.endswith(b"\n"):
+            line = line[:-1]
+        if line.endswith(b"\r"):
+            line = line[:-1]
+        for piece in line.split(b"\r"):
+            n += 1
+            yield n, piece
+
+
 def iter_lines(path: str | Path) -> Iterator[tuple[int, bytes]]:
-    """(line number, bytes without the line ending) for every line of a file, read in binary."""
+    """(line number, bytes without the line ending) for every line of a file (see :func:`split_lines`)."""
     with Path(path).open("rb") as fh:
-        for i, line in enumerate(fh, 1):
-            if i == 1 and line.startswith(_BOM):
-                line = line[len(_BOM):]
-            yield i, line.rstrip(b"\r\n")
+        yield from split_lines(fh)
 
 
 def read_json_lines(path: str | Path, bad_lines: list | None = None
