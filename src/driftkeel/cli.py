@@ -64,6 +64,8 @@ def rollback(model: str = typer.Option("driftkeel-policy", help="registered mode
              to: Optional[str] = typer.Option(None, "--to", help="version to make champion (default: previous)"),
              reason: str = typer.Option(..., help="why (recorded in the alias history)"),
              user: Optional[str] = typer.Option(None, help="who (default: current user)"),
+             allow_failed_gate: bool = typer.Option(False, "--allow-failed-gate",
+                                                    help="allow a version that failed the promotion gate"),
              root: Optional[Path] = typer.Option(None)) -> None:
     """Move the `champion` alias back and record who/why/when."""
     from driftkeel.config import load_section
@@ -73,7 +75,7 @@ def rollback(model: str = typer.Option("driftkeel-policy", help="registered mode
     common, _ = load_section("register", r / "params.yaml")
     tracking.configure(r, common)
     _print(lifecycle.rollback(model, to_version=to, reason=reason, user=user or getpass.getuser(), root=r,
-                              common=common))
+                              common=common, allow_failed_gate=allow_failed_gate))
 
 
 @app.command("status")

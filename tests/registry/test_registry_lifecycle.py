@@ -315,3 +315,16 @@ def test_status_reads_a_relative_sqlite_uri_like_mlflow(project, tiny_models, mo
     st = status(project, COMMON, model_names=[params.policy_model_name])
     assert st["models"][params.policy_model_name]["registered"] is True
     assert st["models"][params.policy_model_name]["champion"]["version"] == 1
+
+
+def test_rollback_to_a_version_that_failed_the_gate_needs_an_explicit_override(project, tiny_models):
+    params = names()
+    name = params.policy_model_name
+    register(project, params, tiny_models["first"], True, {"source": "sft"})
+    register(project, params, tiny_models["second"], False, {"source": "champion", "version": 1})
+    with pytest.raises(RegistryError, match=r"v2 failed the promotion gate \(reward_accuracy 0.4000 <.*--allow-failed-gate"):
+        rollback(name, to_version=2, reason="try it", root=project, common=COMMON)
+    assert alias_history(name, project, COMMON, alias="champion")[-1]["to_version"] == 1
+    out = rollback(name, to_version=2, reason="hotfix, gate known wrong", root=project, common=COMMON,
+                   allow_failed_gate=True)
+    assert out["to_version"] == 2 and out["event"]["context"]["gate_override"] is True

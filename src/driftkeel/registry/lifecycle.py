@@ -401,11 +401,14 @@ def registry_metrics(record: dict) -> dict:
 
 
 def rollback(model_name: str, to_version: int | None = None, *, reason: str, user: str | None = None,
-             root: str | Path = ".", common: CommonParams | None = None, alias: str = CHAMPION) -> dict:
+             root: str | Path = ".", common: CommonParams | None = None, alias: str = CHAMPION,
+             allow_failed_gate: bool = False) -> dict:
     """Move `alias` (champion) of `model_name` back to the previous champion, or to `to_version`.
 
     Returns {"model_name", "alias", "from_version", "to_version", "event", "companion"}; the event is
-    appended to the alias history. Raises RegistryError when there is nothing to roll back to."""
+    appended to the alias history. Raises RegistryError when there is nothing to roll back to, and
+    when the target failed the promotion gate (tag gate_passed false) unless `allow_failed_gate`
+    (the override is recorded in the event's context)."""
     if not reason or not reason.strip():
         raise RegistryError("rollback needs a reason (it is recorded in the alias history)")
     client = registry_client(root, common)
@@ -431,9 +434,16 @@ def rollback(model_name: str, to_version: int | None = None, *, reason: str, use
         mv = client.get_model_version(model_name, str(target))
     except MlflowException as exc:
         raise RegistryError(f"{model_name}: no version {target} to roll back to ({exc})") from None
+    tags = mv.tags or {}
+    failed_gate = tags.get(f"{TAG}gate_passed") == "false"
+    if failed_gate and not allow_failed_gate:
+        raise RegistryError(f"{model_name}: v{target} failed the promotion gate "
+                            f"({tags.get(f'{TAG}gate_reasons') or 'no reasons recorded'}); nothing becomes "
+                            f"{alias} without passing it unless you say so: --allow-failed-gate (recorded)")
     user = user or history.current_user()
+    context = {"rolled_back_from": current, **({"gate_override": True} if failed_gate else {})}
     event = move_alias(client, model_name, alias, target, action="rollback", reason=reason, user=user,
-                       context={"rolled_back_from": current})
+                       context=context)
     if current is not None:
         client.set_model_version_tag(model_name, str(current), f"{TAG}rolled_back_at", event["at"])
     companion = {k[len(TAG):]: v for k, v in (mv.tags or {}).items()
