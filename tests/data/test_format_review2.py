@@ -145,3 +145,27 @@ def test_prompt_timestamps_must_be_real_instants(tmp_path):
     q.write_text("".join(json.dumps({"id": str(i), "text": f"t{i}", "timestamp": s}) + "\n" for i, s in enumerate(stamps)))
     assert _reasons(load_prompts(q)) == {2: ["timestamp_not_an_instant"], 3: ["timestamp_not_an_instant"],
                                          4: ["timestamp_not_an_instant"]}
+
+
+def test_pairs_with_some_timestamps_reach_validate_in_time_order(tmp_path):
+    """Rows with a timestamp used to stay in file order when some rows had none: the validate stage then
+    quarantined the later-stamped-but-earlier-in-file rows as out of order, after prepare said used."""
+    from datetime import datetime, timezone
+
+    from driftkeel.data.prepare import write
+    from driftkeel.data.schemas import stream_files
+    from driftkeel.validation.reference import read_annotators, read_golden
+    from driftkeel.validation.validate import validate_stream
+
+    (tmp_path / "p.jsonl").write_text("\n".join([
+        _pair(0, timestamp="2026-03-01T00:00:00Z"), _pair(1), _pair(2, timestamp="2026-02-01T00:00:00Z"),
+        _pair(3), _pair(4, timestamp="2026-02-15T00:00:00Z")]) + "\n")
+    now = datetime(2026, 12, 1, tzinfo=timezone.utc)
+    built = build(_params([{"format": "pairs", "path": "p.jsonl"}], batch_size=1), tmp_path, now=now)
+    out = tmp_path / "data"
+    write(built, out)
+    v = validate_stream(stream_files(out), read_golden(out / "golden.jsonl"), read_annotators(out / "annotators.jsonl"),
+                        parse_section("validate", {}), now=now)
+    assert (v.metrics["rows_clean"], v.metrics["rows_quarantined"]) == (5, 0), [q["reasons"] for q in v.quarantine]
+    order = [b[0]["comparison_id"] for b in built["stream"]]
+    assert order == ["p:p2", "p:p1", "p:p4", "p:p3", "p:p0"]

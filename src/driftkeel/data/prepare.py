@@ -92,7 +92,13 @@ def _ordered(pairs: list[dict]) -> list[dict]:
         return sorted(pairs, key=lambda r: (r.get("batch") if r.get("batch") is not None else 10**9))
     if all(r.get("timestamp") for r in pairs):
         return sorted(pairs, key=lambda r: _parse_ts(r["timestamp"]))
-    return pairs
+    # some rows have a timestamp: those go in time order into their own places, the others stay where
+    # the file has them (their synthetic timestamps then fit between), so validate finds none out of order
+    at = [i for i, r in enumerate(pairs) if r.get("timestamp")]
+    out = list(pairs)
+    for i, r in zip(at, sorted((pairs[i] for i in at), key=lambda r: _parse_ts(r["timestamp"]))):
+        out[i] = r
+    return out
 
 
 def _chunks(rows: list[dict], size: int) -> list[list[dict]]:
