@@ -32,7 +32,11 @@ def main() -> dict:
     train_pairs, evals = read_jsonl(mix / "train.jsonl"), read_jsonl(mix / "eval.jsonl")
     margins = {}
     if st.params.margin_scale > 0:
-        margins = read_margins(st.outputs / "aggregate" / "training_weights.parquet")
+        path = st.outputs / "aggregate" / "training_weights.parquet"
+        margins = read_margins(path)
+        if not margins:
+            raise SystemExit(f"reward: reward.margin_scale={st.params.margin_scale} but {path} holds no margins "
+                             "(run the aggregate stage, or set reward.margin_scale: 0)")
 
     def train():
         return train_reward(train_pairs, evals, resolve_init(st.params.init_from, sft_dir), st.out, st.common,

@@ -65,7 +65,7 @@ def test_pairwise_accuracy_hand_made(random_rm):
     assert np.isnan(pairwise_accuracy(random_rm, []))
 
 
-def test_weighted_loss_is_the_weighted_mean_of_pair_losses():
+def test_weighted_loss_is_the_batch_mean_of_weighted_pair_losses():
     class Out:
         def __init__(self, logits):
             self.logits = logits
@@ -85,12 +85,26 @@ def test_weighted_loss_is_the_weighted_mean_of_pair_losses():
     try:
         loss = stub.compute_loss(None, {"weight": torch.tensor([1.0, 0.0])})
         both = stub.compute_loss(None, {"weight": torch.tensor([1.0, 1.0])})
+        low = stub.compute_loss(None, {"weight": torch.tensor([0.05, 0.05])})
     finally:
         rt.RewardTrainer.compute_loss = orig
     first = -torch.nn.functional.logsigmoid(torch.tensor(1.0))
     second = -torch.nn.functional.logsigmoid(torch.tensor(-1.0))
-    assert loss.item() == pytest.approx(first.item())
+    assert loss.item() == pytest.approx((first / 2).item())
     assert both.item() == pytest.approx(((first + second) / 2).item())
+    # a batch of low-weight pairs trains at low weight (divided by the batch's weight sum it was full)
+    assert low.item() == pytest.approx(0.05 * both.item())
+
+
+def test_training_weights_are_scaled_to_mean_one_over_the_training_pairs():
+    from driftkeel.training.models import train_tokenizer
+    from driftkeel.training.reward import encode_pairs
+
+    pairs = [{"prompt": "p", "chosen": "a", "rejected": "b", "weight": w} for w in (1.0, 0.5, 0.25, None)]
+    rows = encode_pairs(train_tokenizer(["a b p"] * 5, vocab_size=100), pairs, 8, 8)
+    w = [r["weight"] for r in rows]
+    assert sum(w) / len(w) == pytest.approx(1.0)
+    assert w == pytest.approx([1.0 / 0.6875, 0.5 / 0.6875, 0.25 / 0.6875, 1.0 / 0.6875])
 
 
 def test_resolve_init():
@@ -224,3 +238,41 @@ def test_members_without_held_out_pairs_are_centred_on_training_pairs(sft_run, t
     z = ens.standardised(prompts, responses)
     # every member centred on the training data (member 1 on its bootstrap sample of it)
     assert (np.abs(z.mean(axis=1)) < 0.5 * z.std(axis=1)).all()
+
+
+def test_pairs_are_trained_in_the_order_of_the_mix(tmp_path, monkeypatch):
+    """mix.order (easy_to_hard, pacing) orders outputs/mix/train.jsonl; the trainer's default random
+    sampler reshuffled it, so the curriculum never reached training."""
+    from torch.utils.data import SequentialSampler
+
+    from driftkeel.config import CommonParams
+    from driftkeel.training import reward as R
+
+    tok = M.train_tokenizer(TEXTS, 300)
+    init = M.save_model(M.build_tiny_causal_lm(tok, TINY), tok, tmp_path / "policy")
+    seen = {}
+
+    class Stop(Exception):
+        pass
+
+    def train(self, *a, **k):
+        seen["sampler"] = self._get_train_sampler()
+        seen["order"] = [row["weight"] for row in self.train_dataset]
+        raise Stop
+
+    monkeypatch.setattr(R.WeightedRewardTrainer, "train", train)
+    pairs = [{**p, "weight": 1.0 + i / 100} for i, p in enumerate(PAIRS[:12])]
+    with pytest.raises(Stop):
+        R.train_reward_member(pairs, [], init, tmp_path / "rm", tmp_path / "ck", CommonParams(), REWARD, seed=0)
+    assert isinstance(seen["sampler"], SequentialSampler)
+    assert seen["order"] == sorted(seen["order"])        # the given order, kept
+
+
+def test_routed_accuracy_is_measured_before_the_margin():
+    from driftkeel.training.routing import routed_loss
+
+    chosen, rejected = torch.tensor([[1.0, 0.0], [1.0, 0.0]]), torch.zeros(2, 2)
+    margin = torch.tensor([2.0, 2.0])
+    loss, diff = routed_loss(chosen, rejected, chosen, torch.tensor([0, 0]), 1, torch.ones(2), margin, 0.0)
+    assert torch.allclose(diff, torch.tensor([1.0, 1.0]))                 # right on both: accuracy 1
+    assert torch.isclose(loss, -torch.nn.functional.logsigmoid(torch.tensor(-1.0)))   # the loss sees the margin

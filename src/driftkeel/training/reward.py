@@ -3,7 +3,11 @@
 A pair is {prompt, chosen, rejected, weight}. Texts are tokenized here (`encode_prompt` +
 `encode_response`, i.e. `<bos> prompt \\n response <eos>`), the same way :func:`score` and the PPO
 rollouts see them, and handed to RewardTrainer already tokenized. The Bradley-Terry loss is weighted
-per pair by `weight` (e.g. the annotation confidence); with all weights equal it is TRL's loss.
+per pair by `weight` (e.g. the annotation confidence): the batch mean of weight x pair loss, with the
+weights scaled to mean 1 over the training pairs (:func:`encode_pairs`), so a pair's weight counts
+against all the others, not only against those that share its batch (dividing by the batch's weight sum
+made a batch of low-weight pairs train at full weight, and weights at batch_size 1 meaningless); with all
+weights equal it is TRL's loss.
 """
 from __future__ import annotations
 
@@ -63,14 +67,18 @@ def resolve_init(init_from: str, sft_model_dir: str | Path) -> str:
 
 def encode_pairs(tokenizer, pairs: Sequence[dict], max_prompt_tokens: int,
                  max_response_tokens: int, domains: Sequence[int] | None = None) -> list[dict]:
-    """Tokenized pairs; `domains`: each pair's routed head index (training/routing.py), when routed."""
+    """Tokenized pairs; `domains`: each pair's routed head index (training/routing.py), when routed.
+    Weights (default 1) are scaled to mean 1 over `pairs` (all of them 0: left as they are)."""
+    raw = [float(p.get("weight", 1.0) if p.get("weight") is not None else 1.0) for p in pairs]
+    mean_w = sum(raw) / len(raw) if raw else 1.0
+    scale = 1.0 / mean_w if mean_w > 0 else 1.0
     rows = []
     for i, p in enumerate(pairs):
         prompt_ids = encode_prompt(tokenizer, p["prompt"], max_prompt_tokens)
         rows.append({
             "chosen_ids": prompt_ids + encode_response(tokenizer, p["chosen"], max_response_tokens),
             "rejected_ids": prompt_ids + encode_response(tokenizer, p["rejected"], max_response_tokens),
-            "weight": float(p.get("weight", 1.0) if p.get("weight") is not None else 1.0),
+            "weight": raw[i] * scale,
         })
         if domains is not None:
             rows[-1]["domain"] = int(domains[i])
@@ -105,8 +113,9 @@ def right_padded(seqs: Sequence[Sequence[int]], pad: int) -> tuple[torch.Tensor,
 
 
 class WeightedRewardTrainer(RewardTrainer):
-    """RewardTrainer whose loss is the weight-averaged pairwise loss -log σ(r_chosen - r_rejected);
-    with `n_heads` > 1, the domain-routed loss of training/routing.py (own head + gate)."""
+    """RewardTrainer whose loss is the batch mean of weight x pairwise loss -log σ(r_chosen - r_rejected)
+    (weights of mean 1 over the training pairs, see :func:`encode_pairs`); with `n_heads` > 1, the
+    domain-routed loss of training/routing.py (own head + gate)."""
 
     n_heads, gate_weight = 1, 1.0
 
@@ -137,7 +146,7 @@ class WeightedRewardTrainer(RewardTrainer):
             if "margin" in inputs:
                 diff = diff - inputs["margin"]
             w = weight.to(diff.dtype)
-            loss = (-F.logsigmoid(diff) * w).sum() / w.sum().clamp_min(1e-8)
+            loss = (-F.logsigmoid(diff) * w).mean()
             if self.args.center_rewards_coefficient is not None:
                 loss = loss + self.args.center_rewards_coefficient * torch.mean((chosen + rejected) ** 2)
         return (loss, outputs) if return_outputs else loss
@@ -249,7 +258,9 @@ def train_reward_member(train_pairs: Sequence[dict], calib_pairs: Sequence[dict]
     kwargs = base_args(ckpt_dir, seed=seed, learning_rate=params.learning_rate,
                        batch_size=params.batch_size, epochs=params.epochs, max_steps=params.max_steps,
                        n_examples=len(train_ds), checkpoint_every=params.checkpoint_every)
-    args = RewardConfig(**kwargs, max_length=None, disable_dropout=True,
+    # in the order of the pairs given (outputs/mix/train.jsonl is in `mix.order`: easy_to_hard, pacing or a
+    # seeded shuffle); the default random sampler threw the curriculum away
+    args = RewardConfig(**kwargs, max_length=None, disable_dropout=True, train_sampling_strategy="sequential",
                         center_rewards_coefficient=params.center_rewards_coefficient)
     before = params_snapshot(model)  # before LoRA adapters are injected (they rename the weights)
     trainer = WeightedRewardTrainer(
@@ -399,6 +410,8 @@ def train_reward(train_pairs: Sequence[dict], eval_pairs: Sequence[dict], init_p
     metrics["n_processes"] = world_size()  # > 1 under accelerate launch / torchrun (data parallel)
     metrics["resumed_members"] = sum(r["metrics"]["resumed_from_step"] > 0 for r in results)
     metrics["train_seconds_all_members"] = sum(r["metrics"]["train_seconds"] for r in results)
+    metrics["margin_scale"] = params.margin_scale
+    metrics["n_pairs_with_margin"] = sum(1 for p in pairs if p.get("margin"))   # pairs without one: margin 0
     if eval_pairs:  # standardised member scores of the held-out pairs (already computed)
         from driftkeel.evaluation.metrics import pairwise_accuracy as accuracy
 

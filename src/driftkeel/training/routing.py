@@ -86,10 +86,12 @@ def combine(logits: torch.Tensor, k: int, gate_logits: torch.Tensor | None = Non
 def routed_loss(chosen: torch.Tensor, rejected: torch.Tensor, prompt: torch.Tensor, domain: torch.Tensor,
                 k: int, weight: torch.Tensor, margin: torch.Tensor | None = None, gate_weight: float = 1.0
                 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """Weighted Bradley-Terry loss on each pair's own head (SHARED pairs: the mean over heads) plus
+    """Weighted Bradley-Terry loss (batch mean of weight x pair loss) on each pair's own head (SHARED
+    pairs: the mean over heads) plus
     `gate_weight` x the gate's cross-entropy on the pairs with a domain. chosen / rejected: (B, 2K)
     logits at the last token; prompt: (B, 2K) logits at the last prompt token (the gate's input).
-    Returns (loss, the pairs' reward differences for metrics)."""
+    Returns (loss, the pairs' reward differences for metrics: chosen - rejected on their own head,
+    before any margin, as TRL's accuracy of the unrouted model)."""
     import torch.nn.functional as F
 
     own = domain.clamp_min(0)
@@ -97,10 +99,9 @@ def routed_loss(chosen: torch.Tensor, rejected: torch.Tensor, prompt: torch.Tens
     diff_all = chosen[:, :k] - rejected[:, :k]                              # (B, K)
     diff = diff_all.gather(1, own[:, None]).squeeze(1)
     diff = torch.where(shared, diff_all.mean(dim=1), diff)
-    if margin is not None:
-        diff = diff - margin
+    fit = diff - margin if margin is not None else diff
     w = weight.to(diff.dtype)
-    loss = (-F.logsigmoid(diff) * w).sum() / w.sum().clamp_min(1e-8)
+    loss = (-F.logsigmoid(fit) * w).mean()     # weights of mean 1 over the training pairs (reward.encode_pairs)
     has = ~shared
     if gate_weight > 0 and bool(has.any()):
         loss = loss + gate_weight * F.cross_entropy(prompt[has, k:2 * k].float(), own[has])
