@@ -73,6 +73,39 @@ def reject_batches(root: str, records: list[dict], reason: str, inbox: str | Non
 
 
 @task(task_run_name="restore the data version")
+def validate_rejected_the_data(exc) -> bool:
+    """Whether a failed `dvc repro validate` (StageFailed) judged the data bad (the stage's own exit
+    message), as opposed to an infrastructure failure: a busy DVC lock, a timeout, the tracking-store
+    pre-flight, a crash. Only then are the new batches rejected; otherwise they stay pending."""
+    from driftkeel.validation.validate import DATA_REJECTED
+
+    return not exc.transient and exc.returncode != -9 and DATA_REJECTED in (exc.tail or "")
+
+
+def _decision_marker(root: str) -> Path:
+    return Path(root) / ".dvc" / "tmp" / "driftkeel-acted-decision"     # git-ignored by DVC
+
+
+def decision_key(decision: dict) -> str:
+    import hashlib
+    import json
+
+    return hashlib.sha256(json.dumps(decision, sort_keys=True, default=str).encode()).hexdigest()
+
+
+def decision_already_acted(root: str, decision: dict) -> bool:
+    """True when this very decision (same decision.json content) was acted on by an earlier run: a run
+    with no new data must not send the same alarm and start the same retraining again."""
+    marker = _decision_marker(root)
+    return marker.exists() and marker.read_text().strip() == decision_key(decision)
+
+
+def mark_decision_acted(root: str, decision: dict) -> None:
+    marker = _decision_marker(root)
+    marker.parent.mkdir(parents=True, exist_ok=True)
+    marker.write_text(decision_key(decision) + "\n")
+
+
 def restore_data_version(root: str, before: str | None) -> dict:
     """data.dvc back to the data without the rejected batches (DVC re-recorded them at repro)."""
     from driftkeel.ops.inbox import restore_version
@@ -91,7 +124,7 @@ def current_data_version(root: str) -> str | None:
 def version_new_data(root: str, ingested: list[dict], before: str | None) -> dict | None:
     """After validate passed: `dvc add data`, commit data.dvc, push to the default remote - when a batch
     was ingested or data/ changed otherwise (a file dropped straight into data/stream)."""
-    from driftkeel.ops.inbox import git_dirty, load_inbox_params, version_data
+    from driftkeel.ops.inbox import git_dirty, load_inbox_params, push_pending, version_data
 
     logger = get_run_logger()
     params = load_inbox_params(root)
@@ -103,7 +136,13 @@ def version_new_data(root: str, ingested: list[dict], before: str | None) -> dic
     # `dvc repro validate` has already re-recorded a changed data/ in data.dvc (DVC does that for a
     # stage's data-source dependency); a dirty data.dvc is the other sign of new data
     if not new and current_data_version(root) == before and not git_dirty(root, rel):
-        return None
+        # nothing new, but an earlier run's push may have failed after its commit: retry it
+        pushed = push_pending(root, data_dir(root), params)
+        if pushed is None:
+            return None
+        logger.info("data version %s pushed to %s (an earlier push had failed)", before, pushed)
+        return {"data_version_before": before, "data_version": before, "changed": False, "committed": None,
+                "pushed": pushed, "retried_push": True}
     names = ", ".join(Path(r["path"]).name for r in new) or "files added to the stream"
     out = version_data(root, data_dir(root), params, f"data: {names} (driftkeel monitoring)", before=before)
     logger.info("data version %s -> %s (commit %s, pushed to %s)", out["data_version_before"],
@@ -180,14 +219,16 @@ def _flow_root(flow, flow_run) -> str | None:
 
 
 def notify_flow_failed(flow, flow_run, state) -> None:
-    """on_failure hook of both flows: a `flow-failed` notification (never raises)."""
+    """on_failure and on_crashed hook of both flows (Prefect runs on_failure for Failed states only: a
+    SIGTERM or a stopped worker gives Crashed): a `flow-failed` notification (never raises)."""
     from driftkeel.notify import notify_project
 
     root = _flow_root(flow, flow_run)
     if not root:
         return
     try:
-        notify_project(root, "flow-failed", f"{flow.name} run {flow_run.name} failed: {state.message}"[:1000],
+        how = "crashed" if str(getattr(state.type, "value", state.type)).upper() == "CRASHED" else "failed"
+        notify_project(root, "flow-failed", f"{flow.name} run {flow_run.name} {how}: {state.message}"[:1000],
                        details={"flow_run_id": str(flow_run.id), "state": state.type.value})
     except Exception:  # the hook must not mask the flow's own failure
         pass

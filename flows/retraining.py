@@ -32,7 +32,7 @@ def run_group(prefix: str) -> str:
     return f"{prefix}-{flow_run_id or uuid.uuid4().hex}"
 
 
-@flow(name="driftkeel-retraining", log_prints=True, on_failure=[notify_flow_failed])
+@flow(name="driftkeel-retraining", log_prints=True, on_failure=[notify_flow_failed], on_crashed=[notify_flow_failed])
 def retraining(root: str = str(PROJECT_ROOT), reason: str = "scheduled",
                stage_timeout_s: float | None = None, drift_report: str | None = None) -> dict:
     """Run the retraining stages in order; a failed stage fails the flow with its output tail."""

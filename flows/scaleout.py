@@ -94,8 +94,9 @@ def sharded_drift(reference_path: str, current_path: str, shard_size: int = 5000
     out["embedding"] = {"computed": sum(c["computed"] for c in embed_counts),
                         "cached": sum(c["cached"] for c in embed_counts)}
     out["seconds"] = {"embed": round(t1 - t0, 3), "drift": round(time.perf_counter() - t1, 3)}
-    logger.info("sharded drift: alarm=%s (%d of %d shards at alpha %.3g per shard)", out["alarm"],
-                out["n_shards_alarmed"], out["n_shards"], out["alpha_per_shard"])
+    logger.info("sharded drift: alarm=%s (%d of %d shards at alpha %s per shard)", out["alarm"],
+                out["n_shards_alarmed"], out["n_shards"],
+                "-" if out["alpha_per_shard"] is None else f"{out['alpha_per_shard']:.3g}")
     return out
 
 

@@ -16,6 +16,7 @@ def main() -> dict:
     from driftkeel.io import write_csv, write_json, write_jsonl, write_parquet
     from driftkeel.registry.tracking import stage_run
     from driftkeel.validation import read_annotators, read_golden, validate_stream
+    from driftkeel.validation.validate import DATA_REJECTED
 
     st = stage("validate")
     files = stream_files(st.data)
@@ -41,11 +42,11 @@ def main() -> dict:
     print(f"validate: {m['rows_in']} rows in, {m['rows_clean']} clean, {m['rows_quarantined']} quarantined, "
           f"{m['rows_blank']} blank lines skipped -> {out}")
     if not m["rows_in"]:
-        raise SystemExit(f"validate: the stream files hold no rows (only blank lines: {m['rows_blank']}); "
+        raise SystemExit(f"{DATA_REJECTED} the stream files hold no rows (only blank lines: {m['rows_blank']}); "
                          f"nothing to validate in {st.data / 'stream'}")
     share = m["rows_quarantined"] / m["rows_in"]
     if share > st.params.max_quarantine_fraction:
-        raise SystemExit(f"validate: {share:.1%} of rows quarantined (> validate.max_quarantine_fraction="
+        raise SystemExit(f"{DATA_REJECTED} {share:.1%} of rows quarantined (> validate.max_quarantine_fraction="
                          f"{st.params.max_quarantine_fraction}); see {out / 'quarantine.jsonl'}")
     return m
 

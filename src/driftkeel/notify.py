@@ -35,7 +35,11 @@ def load_notify_params(root: str | Path) -> NotifyParams:
     """`ops.notify` of the project's params.yaml (defaults when the file or section is missing)."""
     path = Path(root) / "params.yaml"
     raw = read_params(path) if path.exists() else {}
-    return parse_section("ops", raw.get("ops")).notify
+    ops = raw.get("ops")
+    # only ops.notify: a mistake elsewhere in ops (inbox, dask) must not silence the notification of
+    # the failure it causes
+    notify_raw = ops.get("notify") if isinstance(ops, dict) else ops
+    return parse_section("ops", {"notify": notify_raw} if notify_raw is not None else {}).notify
 
 
 def message(event: str, summary: str, *, project: str = "driftkeel", details: dict | None = None,
@@ -161,7 +165,7 @@ def notify_project(root: str | Path, event: str, summary: str, **kw) -> dict:
         params = load_notify_params(root)
     except ConfigError as exc:
         log.warning("notifications: %s", exc)
-        return {"sent": False, "skipped": f"invalid params: {exc}"}
+        return {"sent": False, "skipped": str(exc)}
     kw.setdefault("project", Path(root).resolve().name)
     return notify(params, event, summary, **kw)
 

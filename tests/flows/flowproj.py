@@ -50,10 +50,10 @@ def dvc_yaml() -> dict:
     return {"stages": stages}
 
 
-def set_decision(root: Path, action: str) -> None:
+def set_decision(root: Path, action: str, batch: int = 3) -> None:
     (root / "decision_in.json").write_text(
-        '{"action": "%s", "reasons": ["test decision %s"], "level": 0, "current_batch": 3, '
-        '"signals": %s, "n_alarms": %d}' % (action, action, '[]' if action == "none" else '["prompt"]',
+        '{"action": "%s", "reasons": ["test decision %s"], "level": 0, "current_batch": %d, '
+        '"signals": %s, "n_alarms": %d}' % (action, action, batch, '[]' if action == "none" else '["prompt"]',
                                             0 if action == "none" else 1))
 
 

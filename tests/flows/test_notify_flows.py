@@ -18,8 +18,12 @@ def test_drift_alarm_goes_to_the_webhook_only_when_enabled(dvc_project, prefect_
     assert receiver.wait(1, timeout_s=1) == []
 
     set_ops(dvc_project, notify={"enabled": True, "webhook_url": receiver.url})
+    same = monitoring(root=str(dvc_project))   # the same decision, acted on already: no second alarm
+    assert same["decision_acted_before"] is True and same["notification"] is None
+    assert receiver.wait(1, timeout_s=1) == []
+    set_decision(dvc_project, "collect-labels", batch=4)     # a new batch, a new decision
     out = monitoring(root=str(dvc_project))
-    assert out["notification"]["sent"] is True
+    assert out["notification"]["sent"] is True and out["decision_acted_before"] is False
     (req,) = receiver.wait(1)
     body = req["json"]
     assert req["path"] == "/hook" and req["headers"]["Content-Type"] == "application/json"
@@ -27,7 +31,7 @@ def test_drift_alarm_goes_to_the_webhook_only_when_enabled(dvc_project, prefect_
     assert body["details"]["decision"] == "collect-labels" and body["details"]["signals"] == ["prompt"]
     report = (dvc_project / "outputs" / "drift" / "report.html").resolve().as_uri()
     assert body["links"] == {"drift_report": report} and out["drift_report"] == report
-    assert body["text"].startswith(f"[{dvc_project.name}] drift-alarm: batch 3: collect-labels")
+    assert body["text"].startswith(f"[{dvc_project.name}] drift-alarm: batch 4: collect-labels")
 
 
 

@@ -110,6 +110,8 @@ def test_a_rejected_batch_leaves_data_dvc_as_committed(project, git_env):
     assert data_hash(project) != before
     (out,) = reject(project, [rec], InboxParams(folder="inbox"), "validate failed: 100% quarantined")
     assert out["status"] == "rejected" and not (project / rec["path"]).exists()
+    assert Path(out["moved_to"]).parent.name == "rejected" and Path(out["moved_to"]).read_text() == _row(9) + "\n"
+    assert not list((project / "inbox" / "processed").iterdir())
     assert "100% quarantined" in Path(out["moved_to"] + ".reason.txt").read_text()
     assert restore_version(project, "data", before) == {"data_version": before, "restored": True}
     assert _git(project, "status", "--porcelain", "data.dvc", env=git_env) == ""
@@ -135,3 +137,23 @@ def test_version_data_commits_as_the_projects_own_git_identity(project, tmp_path
     out = version_data(project, "data", InboxParams(dvc_push=False), "data: batch_003.jsonl")
     assert out["committed"]
     assert _git(project, "log", "-1", "--format=%an <%ae>", env=env).strip() == "Data Team <data-team@example.org>"
+
+
+def test_a_failed_push_is_retried_by_the_next_run_without_new_data(project, git_env, monkeypatch):
+    """The commit of data.dvc happens before the push; a run whose push failed (remote down) left the
+    next run with nothing new, an unchanged hash and a clean tree, so nothing ever pushed the batch."""
+    from driftkeel.ops.inbox import VersioningFailed, push_pending
+
+    for k, v in git_env.items():
+        monkeypatch.setenv(k, v)
+    subprocess.run([DVC, "remote", "modify", "local", "url", "/proc/1/no-such-remote"], cwd=project, check=True)
+    (project / "data" / "stream" / "batch_003.jsonl").write_text(_row(3) + "\n")
+    with pytest.raises(VersioningFailed, match="dvc push"):
+        version_data(project, "data", InboxParams(), "data: batch_003.jsonl")
+    assert _git(project, "status", "--porcelain", "--", "data.dvc", env=git_env) == ""   # committed
+    assert push_pending(project, "data", InboxParams(dvc_push=False)) is None
+    subprocess.run([DVC, "remote", "modify", "local", "url", "../remote"], cwd=project, check=True)
+    assert push_pending(project, "data", InboxParams()) == "local"
+    cloud = subprocess.run([DVC, "status", "--cloud", "--json"], cwd=project, capture_output=True, text=True)
+    assert json.loads(cloud.stdout or "{}") == {}
+    assert push_pending(project, "data", InboxParams()) is None          # nothing owed any more

@@ -190,20 +190,39 @@ def test_a_batch_left_by_a_monitoring_run_killed_before_validate_is_rejected_by_
     def killed(stage, *a, **k):
         raise KeyboardInterrupt("killed before validate")
 
+    from driftkeel.validation.validate import DATA_REJECTED
+
     def validate_fails(stage, *a, **k):
-        raise StageFailed(stage, 1, "quarantine rate too high")
+        raise StageFailed(stage, 1, f"{DATA_REJECTED} quarantine rate too high")
+
+    def lock_busy(stage, *a, **k):
+        raise StageFailed(stage, 1, "ERROR: Unable to acquire lock", transient=True)
+
+    def timed_out(stage, *a, **k):
+        raise StageFailed(stage, -9, "[killed after 600 s]")
 
     monkeypatch.setattr(fm, "repro_stage", killed)
     with pytest.raises(KeyboardInterrupt):
         fm.monitoring.fn(root=str(tmp_path))
     assert [p.name for p in (tmp_path / "data" / "stream").glob("*.jsonl")] == ["batch_000.jsonl"]
+    # a validate that failed for another reason than the data rejects nothing: the batch stays pending
+    for infra in (lock_busy, timed_out):
+        monkeypatch.setattr(fm, "repro_stage", infra)
+        with pytest.raises(StageFailed):
+            fm.monitoring.fn(root=str(tmp_path))
+        assert [p.name for p in (tmp_path / "data" / "stream").glob("*.jsonl")] == ["batch_000.jsonl"]
+        assert rejected == [] and len(inbox.pending_batches(tmp_path, NOW)) == 1
     monkeypatch.setattr(fm, "repro_stage", validate_fails)
     with pytest.raises(StageFailed):
         fm.monitoring.fn(root=str(tmp_path))
     assert not list((tmp_path / "data" / "stream").glob("*.jsonl"))  # taken out again
     ((rec,),) = rejected
     assert rec["status"] == "rejected" and rec["source"] == "bad_batch.jsonl"
-    assert "quarantine rate too high" in Path(rec["moved_to"] + ".reason.txt").read_text()
+    reason = Path(rec["moved_to"] + ".reason.txt").read_text()
+    assert "quarantine rate too high" in reason and "source bad_batch.jsonl, ingested as data/stream/batch_000" in reason
+    # the user's file itself is in rejected/, and no longer in processed/
+    assert Path(rec["moved_to"]).name.endswith("_bad_batch.jsonl") and Path(rec["moved_to"]).read_text() == bad
+    assert not list((tmp_path / "inbox" / "processed").glob("*bad_batch.jsonl"))
     assert inbox.pending_batches(tmp_path, NOW) == []
 
 
@@ -269,6 +288,12 @@ def test_the_flow_failed_hook_finds_the_root_of_a_deployment_run(tmp_path, monke
     calls.clear()
     fo.notify_flow_failed(probe, SimpleNamespace(parameters={"root": "/else"}, name="x", id="1"), state)
     assert calls == [("/else", "flow-failed")]
+    # Prefect runs on_failure hooks for Failed states only: both flows also hook on_crashed
+    import flows.monitoring as fm
+    import flows.retraining as fr
+
+    for f in (fm.monitoring, fr.retraining):
+        assert fo.notify_flow_failed in f.on_crashed_hooks and fo.notify_flow_failed in f.on_failure_hooks
     calls.clear()
 
     @flow(name="dk-hook-probe-2")

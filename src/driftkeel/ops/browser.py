@@ -61,10 +61,11 @@ def screenshot(html_path: str | Path, png_path: str | Path, width: int = 1280, h
     """Render `html_path` and write a PNG of the first width x height pixels."""
     png_path = Path(png_path).resolve()
     png_path.parent.mkdir(parents=True, exist_ok=True)
+    png_path.unlink(missing_ok=True)          # an earlier run's PNG must not pass for this one
     res = _run(Path(html_path).resolve().as_uri(),
                [f"--screenshot={png_path}", f"--window-size={width},{height}", "--virtual-time-budget=5000"],
                timeout_s)
-    if not png_path.exists():
+    if not png_path.exists() or not png_path.stat().st_size:
         raise RuntimeError(f"chromium wrote no screenshot (exit {res.returncode}):\n{res.stderr[-2000:]}")
     return png_path
 

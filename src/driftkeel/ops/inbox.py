@@ -261,16 +261,29 @@ def _archive(src: Path, folder: Path, reason: str | None = None) -> Path:
 
 
 def reject(root: str | Path, records: list[dict], params: InboxParams, reason: str) -> list[dict]:
-    """Take ingested batches out of the stream again (validate failed on them) -> <inbox>/rejected/."""
+    """Take ingested batches out of the stream again (validate failed on them) -> <inbox>/rejected/.
+
+    The user's file (archived in processed/ at ingest) moves to rejected/ with a reason file naming the
+    source and the batch it was; the stream's restamped copy is removed. (Without an archived original,
+    e.g. a batch a killed ingest left, the stream copy itself moves.) So a rejected file is in rejected/
+    only, not also in processed/."""
     root = Path(root)
+    rejected = (root / params.folder).resolve() / REJECTED
     out = []
     for rec in records:
         if rec.get("status") != "ingested":
             continue
         path = root / rec["path"]
-        if path.exists():
-            moved = _archive(path, (root / params.folder).resolve() / REJECTED, reason[-4000:])
-            out.append({**rec, "status": "rejected", "reason": reason[-500:], "moved_to": str(moved)})
+        original = Path(rec["archived"]) if rec.get("archived") else None
+        why = f"{reason[-4000:]}\n(source {rec.get('source')}, ingested as {rec['path']})"
+        if original is not None and original.exists():
+            moved = _archive(original, rejected, why)
+            path.unlink(missing_ok=True)
+        elif path.exists():
+            moved = _archive(path, rejected, why)
+        else:
+            continue
+        out.append({**rec, "status": "rejected", "reason": reason[-500:], "moved_to": str(moved)})
     settle(root, records, params)
     return out
 
@@ -291,8 +304,10 @@ def _run(cmd: list[str], root: Path, timeout_s: float = 600) -> str:
 
 
 def is_git_repo(root: Path) -> bool:
-    res = subprocess.run(["git", "rev-parse", "--show-toplevel"], cwd=root, capture_output=True, text=True)
-    return res.returncode == 0 and Path(res.stdout.strip()).resolve() == Path(root).resolve()
+    """`root` is inside a git work tree (its top level, or a subfolder: a DVC project made with
+    `dvc init --subdir` in a larger repo)."""
+    res = subprocess.run(["git", "rev-parse", "--is-inside-work-tree"], cwd=root, capture_output=True, text=True)
+    return res.returncode == 0 and res.stdout.strip() == "true"
 
 
 def default_remote(root: Path) -> str | None:
@@ -346,11 +361,36 @@ def version_data(root: str | Path, data_dir: str, params: InboxParams, message: 
             out["committed"] = subprocess.run(["git", "rev-parse", "HEAD"], cwd=root, capture_output=True,
                                               text=True).stdout.strip()
     if params.dvc_push:
-        remote = default_remote(root)
-        if remote:
-            _run([_tool("dvc"), "push", "-q", dvc_file], root)
-            out["pushed"] = remote
+        out["pushed"] = push_data(root, data_dir)
     return out
+
+
+def _unpushed_marker(root: Path) -> Path:
+    # in .dvc/tmp (git-ignored by DVC): present from before a push until it succeeded
+    return Path(root) / ".dvc" / "tmp" / "driftkeel-unpushed"
+
+
+def push_data(root: str | Path, data_dir: str) -> str | None:
+    """`dvc push <data_dir>.dvc` to the default remote (None without one). A marker stays until the push
+    succeeded, so a push that failed (remote down) is retried by the next run even when that run has no
+    new data (:func:`push_pending`)."""
+    root = Path(root)
+    remote = default_remote(root)
+    if not remote:
+        return None
+    marker = _unpushed_marker(root)
+    marker.parent.mkdir(parents=True, exist_ok=True)
+    marker.write_text(f"{data_dir}.dvc\n")
+    _run([_tool("dvc"), "push", "-q", f"{data_dir}.dvc"], root)
+    marker.unlink(missing_ok=True)
+    return remote
+
+
+def push_pending(root: str | Path, data_dir: str, params: InboxParams) -> str | None:
+    """Retry the push an earlier run could not finish; None when none is owed."""
+    if not (params.dvc_push and _unpushed_marker(Path(root)).exists()):
+        return None
+    return push_data(root, data_dir)
 
 
 def restore_version(root: str | Path, data_dir: str, before: str | None) -> dict:

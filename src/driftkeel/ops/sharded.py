@@ -117,8 +117,10 @@ def combine_drift(results: list[dict], alpha: float = 0.05) -> dict:
     """Bonferroni across shards: alarm when any shard's p <= alpha / n_shards."""
     results = sorted(results, key=lambda r: r["shard"])
     m = len(results)
-    if m == 0:
-        return {"n_shards": 0, "alarm": False, "alpha_per_shard": None, "shards": []}
+    if m == 0:   # an empty current window: no test, no alarm, every decision field present
+        return {"n_shards": 0, "n": 0, "alpha": alpha, "alpha_per_shard": None, "alarm": False,
+                "n_shards_alarmed": 0, "min_p_value": None, "mean_mmd2": None, "mean_shift": None,
+                "insufficient_data": "the current window holds no prompt", "shards": []}
     per = alpha / m
     p = np.array([r["p_value"] for r in results])
     n = np.array([r["n"] for r in results], dtype=float)

@@ -17,6 +17,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 from driftkeel.config import CommonParams, ConfigError, InboxParams, parse_section, read_params
+from driftkeel.security import redact_text
 
 
 def _lines(path: Path) -> int | None:
@@ -64,7 +65,7 @@ def model_status(root: Path, common: CommonParams) -> dict:
     try:
         full = lifecycle.status(root, common)
     except Exception as exc:  # a broken/unreachable store must not hide the rest of the status
-        return {"error": f"{type(exc).__name__}: {exc}"[:300]}
+        return {"error": redact_text(f"{type(exc).__name__}: {exc}")[:300]}   # may quote the store's URL
     out = {}
     for name, m in full["models"].items():
         out[name] = {"registered": m["registered"], "latest_version": m["latest_version"],
@@ -72,7 +73,7 @@ def model_status(root: Path, common: CommonParams) -> dict:
                      "challenger": (m["challenger"] or {}).get("version"),
                      "last_event": {k: (m["last_event"] or {}).get(k) for k in ("action", "alias", "to", "at")}
                      if m["last_event"] else None}
-    return {"tracking_uri": full["tracking_uri"], **out}
+    return {"tracking_uri": redact_text(full["tracking_uri"]), **out}
 
 
 def drift_status(root: Path, common: CommonParams) -> dict | None:
@@ -113,12 +114,12 @@ def prefect_status(timeout_s: float = 5.0) -> dict:
                        timeout=timeout_s)
         r.raise_for_status()
     except Exception as exc:
-        return {"api_url": url, "error": f"{type(exc).__name__}: {exc}"[:300]}
+        return {"api_url": redact_text(url), "error": redact_text(f"{type(exc).__name__}: {exc}")[:300]}
     counts: dict[str, int] = {}
     for run in r.json():
         name = (run.get("state") or {}).get("name") or "unknown"
         counts[name] = counts.get(name, 0) + 1
-    return {"api_url": url, "flow_runs_by_state": dict(sorted(counts.items()))}
+    return {"api_url": redact_text(url), "flow_runs_by_state": dict(sorted(counts.items()))}
 
 
 def project_status(root: str | Path, prefect: bool = False) -> dict:

@@ -93,6 +93,11 @@ _REASON_TEXT = {
     MISMATCH: "prompt or responses differ from the first judgement of the same comparison_id",
 }
 
+# how the validate stage's exit message starts when it judged the DATA bad (too many rows quarantined,
+# no rows): the monitoring flow rejects new batches only then, never for an infrastructure failure
+# (busy lock, timeout, tracking-store pre-flight, a crash)
+DATA_REJECTED = "validate: data rejected:"
+
 
 def explain(reason: str) -> str:
     """One line saying what a quarantine reason means (raises KeyError for an unknown reason)."""
