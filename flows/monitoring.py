@@ -33,6 +33,7 @@ from flows.ops import (
     current_data_version,
     decision_already_acted,
     emit_drift_event,
+    hold_inbox,
     ingest_new_batches,
     link_drift_report,
     mark_decision_acted,
@@ -96,23 +97,24 @@ def monitoring(root: str = str(PROJECT_ROOT), trigger_retraining: bool = True,
     env = {"DRIFTKEEL_RUN_GROUP": run_group("monitoring")}
     outputs = outputs_dir(root)
     version_before = current_data_version(root)
-    ingested = ingest_new_batches(root, inbox)
-    # not only this run's: a run killed before its batches were validated left them pending
-    new = pending_batches(root, inbox)
-    try:
-        stages = [repro_stage("validate", root, timeout_s=stage_timeout_s, env=env)]
-    except StageFailed as exc:
-        if new and validate_rejected_the_data(exc):
-            reject_batches(root, new, f"validate failed:\n{exc.tail}", inbox)
-            restore_data_version(root, version_before)
-        elif new:   # not a verdict on the data: the batches stay in the stream, pending for the next run
-            logger.warning("validate failed for a reason other than the data (%s): %d new batch(es) stay "
-                           "pending for the next run", "lock busy" if exc.transient else
-                           "timeout" if exc.returncode == -9 else f"exit code {exc.returncode}", len(new))
-        raise
-    # validated: no longer pending (a run killed before versioning is versioned by the next, whose
-    # `dvc repro` has re-recorded data.dvc: a dirty data.dvc counts as new data)
-    settle_batches(root, new, inbox)
+    with hold_inbox(root, inbox):   # one run at a time from ingest to settle / reject
+        ingested = ingest_new_batches(root, inbox)
+        # not only this run's: a run killed before its batches were validated left them pending
+        new = pending_batches(root, inbox)
+        try:
+            stages = [repro_stage("validate", root, timeout_s=stage_timeout_s, env=env)]
+        except StageFailed as exc:
+            if new and validate_rejected_the_data(exc):
+                reject_batches(root, new, f"validate failed:\n{exc.tail}", inbox)
+                restore_data_version(root, version_before)
+            elif new:   # not a verdict on the data: the batches stay in the stream, pending for the next run
+                logger.warning("validate failed for a reason other than the data (%s): %d new batch(es) stay "
+                               "pending for the next run", "lock busy" if exc.transient else
+                               "timeout" if exc.returncode == -9 else f"exit code {exc.returncode}", len(new))
+            raise
+        # validated: no longer pending (a run killed before versioning is versioned by the next, whose
+        # `dvc repro` has re-recorded data.dvc: a dirty data.dvc counts as new data)
+        settle_batches(root, new, inbox)
     versioned = version_new_data(root, new, version_before)
     stages += [repro_stage(s, root, timeout_s=stage_timeout_s, env=env) for s in MONITOR_STAGES[1:]]
     decision = read_output_json(root, f"{outputs}/drift/decision.json")

@@ -48,6 +48,13 @@ def ingest_new_batches(root: str, inbox: str | None = None) -> list[dict]:
     return records
 
 
+def hold_inbox(root: str, inbox: str | None = None):
+    """The inbox lock for one ingest -> validate -> settle / reject cycle (driftkeel.ops.inbox.inbox_lock)."""
+    from driftkeel.ops.inbox import inbox_lock
+
+    return inbox_lock(root, _inbox_params(root, inbox))
+
+
 def pending_batches(root: str, inbox: str | None = None) -> list[dict]:
     """Every batch ingested and not validated yet: this run's and any a killed run left behind."""
     from driftkeel.ops.inbox import pending_batches as pending

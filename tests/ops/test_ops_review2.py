@@ -90,3 +90,35 @@ def test_only_the_validate_stages_verdict_on_the_data_rejects_batches():
     assert not validate_rejected_the_data(StageFailed("validate", -9, "[killed after 60 s]"))
     assert not validate_rejected_the_data(StageFailed("validate", 1, "validate: MLflow store unreachable"))
     assert not validate_rejected_the_data(StageFailed("validate", 1, "Traceback ... KeyError"))
+
+
+def test_two_monitoring_runs_cannot_hold_the_inbox_at_once(tmp_path):
+    """Two overlapping ingests lost one batch and duplicated another (the second took the first's journal
+    entries for a killed run's leftovers); the inbox is now held from ingest to settle / reject."""
+    import multiprocessing as mp
+
+    from driftkeel.config import InboxParams
+    from driftkeel.ops.inbox import InboxBusy, inbox_lock
+
+    params = InboxParams(folder="inbox")
+    with inbox_lock(tmp_path, params):
+        with pytest.raises(InboxBusy, match="another monitoring run"):
+            with inbox_lock(tmp_path, params):
+                pass
+        # another process too (an OS lock, not a flag in this process)
+        ctx = mp.get_context("spawn")
+        with ctx.Pool(1) as pool:
+            assert pool.apply(_try_lock, (str(tmp_path),)) == "busy"
+    with inbox_lock(tmp_path, params):      # released
+        pass
+
+
+def _try_lock(root: str) -> str:
+    from driftkeel.config import InboxParams
+    from driftkeel.ops.inbox import InboxBusy, inbox_lock
+
+    try:
+        with inbox_lock(root, InboxParams(folder="inbox")):
+            return "held"
+    except InboxBusy:
+        return "busy"

@@ -4,7 +4,8 @@ The monitoring flow calls, in order:
 
 1. :func:`ingest` moves every file matching `ops.inbox.pattern` in `ops.inbox.folder` (oldest name
    first) into `data/stream/` as the next `batch_NNN.jsonl`. A row whose `batch` field is not NNN gets
-   NNN (the batch index is the arrival order; every other byte of the row, and every line that is not a
+   NNN (the batch index is the arrival order; such a row is re-serialised as compact JSON, so its other
+   bytes may change form but not meaning; a row already saying NNN, and every line that is not a
    JSON object, is copied unchanged so the validate stage quarantines it as usual). The original file
    is kept, unchanged, in `<inbox>/processed/`; a file with no readable row goes to `<inbox>/rejected/`
    with a `.reason.txt`. A file that may still be arriving is left for the next run (status
@@ -28,6 +29,7 @@ Files dropped straight into `data/stream/` are versioned by the same step (`dvc 
 """
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
@@ -119,6 +121,33 @@ def arriving(files: list[Path], settle_s: float) -> dict[Path, str]:
     for p, pid in _writers([p for p in files if p not in out]).items():
         out[p] = f"still open for writing by process {pid}"
     return out
+
+
+class InboxBusy(RuntimeError):
+    """Another monitoring run holds the inbox (ingesting or validating its batches)."""
+
+
+@contextlib.contextmanager
+def inbox_lock(root: str | Path, params: InboxParams):
+    """Exclusive hold of the inbox for one ingest -> validate -> settle / reject cycle (an OS file lock
+    on `<inbox>/.driftkeel/monitoring.lock`: a killed run frees it). Without it, a second run took the
+    first one's journal entries for a killed run's leftovers and both used the same batch number.
+    Raises InboxBusy at once when another run holds it."""
+    import fcntl
+
+    inbox = (Path(root) / params.folder).resolve()
+    path = inbox / ".driftkeel" / "monitoring.lock"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise InboxBusy(f"{inbox}: another monitoring run is ingesting or validating its batches (lock "
+                            f"{path}); this run stops without touching the inbox: run it again later") from None
+        yield path
+    finally:
+        os.close(fd)     # closing the descriptor releases the lock
 
 
 def _read_journal(inbox: Path) -> list[dict]:
