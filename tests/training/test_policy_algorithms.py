@@ -85,3 +85,17 @@ def test_lora_sft_and_reward_save_merged_plain_models(tmp_path):
     assert not any("lora" in k for k in rm.state_dict())
     base, _ = M.load_reward_model(sft["model_dir"])
     assert not torch.equal(rm.transformer.h[0].attn.c_attn.weight, base.transformer.h[0].attn.c_attn.weight)
+
+
+def test_rloo_and_grpo_say_which_ppo_params_they_ignore(tmp_path, capsys):
+    from driftkeel.config import CommonParams, PpoParams, RlParams
+    from driftkeel.training.online import train_online
+
+    rl = RlParams(algorithm="rloo", num_generations=2)
+    with pytest.raises(ValueError, match="multiple of rl.num_generations"):   # stops before any training
+        train_online(tmp_path, tmp_path, ["p"], tmp_path, CommonParams(),
+                     PpoParams(batch_size=3, ppo_epochs=2, missing_eos_penalty=1.0), rl)
+    assert "rloo: ppo.ppo_epochs, ppo.missing_eos_penalty set, but only PPO uses them: ignored" in capsys.readouterr().out
+    with pytest.raises(ValueError):
+        train_online(tmp_path, tmp_path, ["p"], tmp_path, CommonParams(), PpoParams(batch_size=3), rl)
+    assert "ignored" not in capsys.readouterr().out

@@ -59,6 +59,12 @@ def train_online(policy_dir: str | Path, reward_dir, prompts: Sequence[str], out
     from datasets import Dataset
     from transformers import set_seed
 
+    ignored = [k for k in ("mini_batch_size", "ppo_epochs", "missing_eos_penalty")
+               if getattr(params, k) != type(params).model_fields[k].default]
+    if ignored:
+        print(f"{rl.algorithm}: {', '.join('ppo.' + k for k in ignored)} set, but only PPO uses "
+              f"{'them' if len(ignored) > 1 else 'it'}: ignored")
+
     if rl.algorithm == "rloo":
         from trl import RLOOConfig as Config, RLOOTrainer as Trainer
     elif rl.algorithm == "grpo":
