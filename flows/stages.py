@@ -46,6 +46,11 @@ def dvc_executable() -> str:
 
 
 def _tail(text: str, n: int = TAIL_CHARS) -> str:
+    """The end of a stage's output, secrets masked (URL passwords, secret environment values): it goes
+    into exceptions, Prefect run logs and inbox/rejected/*.reason.txt."""
+    from driftkeel.security import redact_text
+
+    text = redact_text(text)
     return text if len(text) <= n else "..." + text[-n:]
 
 

@@ -122,3 +122,16 @@ def _try_lock(root: str) -> str:
             return "held"
     except InboxBusy:
         return "busy"
+
+
+def test_stage_output_tails_and_versioning_errors_are_masked(monkeypatch, tmp_path):
+    from driftkeel.ops.inbox import VersioningFailed, _run
+    from flows.stages import _tail
+
+    monkeypatch.setenv("DRIFTKEEL_TEST_TOKEN", "tok-5up3r-s3cret")
+    text = "push to https://user:pa55word@remote.example/store failed; token tok-5up3r-s3cret"
+    masked = _tail(text)
+    assert "pa55word" not in masked and "tok-5up3r-s3cret" not in masked and "remote.example" in masked
+    with pytest.raises(VersioningFailed) as err:
+        _run(["sh", "-c", f"echo '{text}' >&2; exit 3"], tmp_path)
+    assert "pa55word" not in str(err.value) and "tok-5up3r-s3cret" not in str(err.value)

@@ -326,9 +326,11 @@ def _tool(name: str) -> str:
 def _run(cmd: list[str], root: Path, timeout_s: float = 600) -> str:
     env = {**os.environ, "DVC_NO_ANALYTICS": "1"}
     res = subprocess.run(cmd, cwd=root, env=env, capture_output=True, text=True, timeout=timeout_s)
-    if res.returncode != 0:
-        raise VersioningFailed(f"{' '.join(cmd)} failed ({res.returncode}):\n"
-                               f"{(res.stdout + res.stderr)[-3000:]}")
+    if res.returncode != 0:   # masked: a DVC remote URL may carry credentials
+        from driftkeel.security import redact_text
+
+        raise VersioningFailed(redact_text(f"{' '.join(cmd)} failed ({res.returncode}):\n"
+                                           f"{(res.stdout + res.stderr)[-3000:]}"))
     return res.stdout + res.stderr
 
 
