@@ -1,6 +1,5 @@
 """Synthetic feedback and pacing on small hand-made cases: weights on the human pairs' scale, no
 synthetic pair on an eval prompt, every synthetic pair in the composition, seeded pacing ties."""
-import numpy as np
 import pandas as pd
 import pytest
 
@@ -9,25 +8,10 @@ from driftkeel.curriculum import build_mix
 from driftkeel.curriculum.difficulty import order_rows
 from driftkeel.embeddings import HASHING, Embedder
 
-OLD = ["cook pasta", "bake bread", "roast chicken", "grill fish", "make soup", "fry rice", "boil eggs", "steam buns"]
-NEW = ["file an employment dispute", "draft a lease contract", "register a privacy complaint"]
+from test_curriculum import NEW, OLD, _consensus  # the same hand-made stream (tests/curriculum)
+
 GOOD = "Careful steps to {}: plan, check, then {}."
 BAD = "No idea, it depends."
-
-
-def _consensus(seed=0):
-    rng = np.random.default_rng(seed)
-    rows = []
-    for b in range(6):
-        for i in range(40):
-            topic = NEW[i % 3] if b >= 4 and i % 2 else OLD[i % 8]
-            a_good = bool(rng.random() < 0.5)
-            good = GOOD.format(topic, i)
-            rows.append({"comparison_id": f"c{b}-{i}", "batch": b, "prompt_id": f"p{b}-{i}",
-                         "prompt": f"How do I {topic} {i}?", "response_a": good if a_good else BAD,
-                         "response_b": BAD if a_good else good, "label": "a" if a_good else "b",
-                         "confidence": float(rng.choice([1.0, 0.8, 0.6]))})
-    return pd.DataFrame(rows)
 
 
 REPORT = {"reference_batches": [0, 1], "clusters": {"new_clusters": [
