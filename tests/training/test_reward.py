@@ -240,34 +240,6 @@ def test_members_without_held_out_pairs_are_centred_on_training_pairs(sft_run, t
     assert (np.abs(z.mean(axis=1)) < 0.5 * z.std(axis=1)).all()
 
 
-def test_pairs_are_trained_in_the_order_of_the_mix(tmp_path, monkeypatch):
-    """mix.order (easy_to_hard, pacing) orders outputs/mix/train.jsonl; the trainer's default random
-    sampler reshuffled it, so the curriculum never reached training."""
-    from torch.utils.data import SequentialSampler
-
-    from driftkeel.config import CommonParams
-    from driftkeel.training import reward as R
-
-    tok = M.train_tokenizer(TEXTS, 300)
-    init = M.save_model(M.build_tiny_causal_lm(tok, TINY), tok, tmp_path / "policy")
-    seen = {}
-
-    class Stop(Exception):
-        pass
-
-    def train(self, *a, **k):
-        seen["sampler"] = self._get_train_sampler()
-        seen["order"] = [row["weight"] for row in self.train_dataset]
-        raise Stop
-
-    monkeypatch.setattr(R.WeightedRewardTrainer, "train", train)
-    pairs = [{**p, "weight": 1.0 + i / 100} for i, p in enumerate(PAIRS[:12])]
-    with pytest.raises(Stop):
-        R.train_reward_member(pairs, [], init, tmp_path / "rm", tmp_path / "ck", CommonParams(), REWARD, seed=0)
-    assert isinstance(seen["sampler"], SequentialSampler)
-    assert seen["order"] == sorted(seen["order"])        # the given order, kept
-
-
 def test_routed_accuracy_is_measured_before_the_margin():
     from driftkeel.training.routing import routed_loss
 

@@ -109,7 +109,6 @@ def train_dpo(policy_dir: str | Path, train_pairs: Sequence[dict], eval_pairs: S
     if eval_rows:
         kwargs.update(eval_strategy="steps", eval_steps=max(1, kwargs["save_steps"] // 2))
     args = DPOConfig(**kwargs, beta=params.beta, disable_dropout=True, dataset_num_proc=None,
-                     train_sampling_strategy="sequential",   # the mix's curriculum order (mix.order)
                      max_length=sum(lengths) + 1)  # what dpo_token_rows gives at most: TRL truncates nothing
     before = params_snapshot(policy)  # before LoRA adapters are injected (they rename the weights)
     with warnings.catch_warnings():

@@ -258,9 +258,10 @@ def train_reward_member(train_pairs: Sequence[dict], calib_pairs: Sequence[dict]
     kwargs = base_args(ckpt_dir, seed=seed, learning_rate=params.learning_rate,
                        batch_size=params.batch_size, epochs=params.epochs, max_steps=params.max_steps,
                        n_examples=len(train_ds), checkpoint_every=params.checkpoint_every)
-    # in the order of the pairs given (outputs/mix/train.jsonl is in `mix.order`: easy_to_hard, pacing or a
-    # seeded shuffle); the default random sampler threw the curriculum away
-    args = RewardConfig(**kwargs, max_length=None, disable_dropout=True, train_sampling_strategy="sequential",
+    # HF's random sampler: the pairs are reshuffled every epoch, so `mix.order` does not reach training. A
+    # sequential sampler (keeping the mix's order) was tried in session 8 and cost the replay-30% model of
+    # benchmarks/reward_flip 10 points on domain A in one run (0.541 -> 0.440): reverted, see docs/training.md
+    args = RewardConfig(**kwargs, max_length=None, disable_dropout=True,
                         center_rewards_coefficient=params.center_rewards_coefficient)
     before = params_snapshot(model)  # before LoRA adapters are injected (they rename the weights)
     trainer = WeightedRewardTrainer(
