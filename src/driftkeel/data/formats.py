@@ -179,7 +179,7 @@ def _check_file_type(path: Path, fmt: str) -> None:
 
 
 def _read_jsonl_rows(path: Path, fields: tuple[str, ...], limit: int | None, ints: tuple[str, ...]) -> list[_Row]:
-    from driftkeel.validation.reader import split_lines
+    from driftkeel.validation.reader import _object_hook, split_lines   # the stream reader's duplicate-key hook
 
     rows: list[_Row] = []
     with _open_bytes(path) as fh:
@@ -191,7 +191,7 @@ def _read_jsonl_rows(path: Path, fields: tuple[str, ...], limit: int | None, int
             row = _Row(line_no, raw[:RAW_MAX_CHARS].decode("utf-8", "replace"))
             rows.append(row)
             try:
-                obj = json.loads(raw.decode("utf-8"), object_pairs_hook=_pairs_hook)
+                obj = json.loads(raw.decode("utf-8"), object_pairs_hook=_object_hook)
             except UnicodeDecodeError:
                 row.reasons.append("invalid_utf8")
                 continue
@@ -225,18 +225,6 @@ def _read_jsonl_rows(path: Path, fields: tuple[str, ...], limit: int | None, int
             rec["_obj"] = obj
             row.record = rec
     return rows
-
-
-class _Obj(dict):
-    duplicates: tuple = ()
-
-
-def _pairs_hook(pairs: list) -> dict:
-    obj = _Obj(pairs)
-    if len(obj) != len(pairs):
-        seen: set = set()
-        obj.duplicates = tuple(k for k, _ in pairs if k in seen or seen.add(k))
-    return obj
 
 
 def _csv_records(reader):
